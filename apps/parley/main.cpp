@@ -1,0 +1,210 @@
+// parley — the Parley telephone agent.
+//
+//   parley run  --config parley.toml [--set section.key=value ...]   answer (and place) calls until SIGTERM
+//   parley call URI --config parley.toml [--set ...]                  place one call, exit when it ends
+//   parley config                                                     print a config file with every default
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+
+#include "call/call_manager.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "sip/sip_stack.h"
+
+namespace {
+
+using namespace parley;
+
+// Waits for SIGINT/SIGTERM in the main thread (blocked in every other thread) or for `done`.
+class SignalWaiter {
+public:
+    SignalWaiter() {
+        sigemptyset(&set_);
+        sigaddset(&set_, SIGINT);
+        sigaddset(&set_, SIGTERM);
+        sigaddset(&set_, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &set_, nullptr);  // before any thread starts: all inherit the mask
+        std::signal(SIGPIPE, SIG_IGN);
+    }
+    // Returns the signal number, or 0 when `done()` became true, or -1 on timeout.
+    int wait(const std::function<bool()>& done, std::chrono::seconds timeout) {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (!done()) {
+            if (std::chrono::steady_clock::now() >= deadline) return -1;
+            timespec ts{0, 100 * 1000 * 1000};
+            int sig = sigtimedwait(&set_, nullptr, &ts);
+            if (sig == SIGHUP) {
+                PLOG_INFO("event=sighup action=ignored note=\"config reload is not implemented yet\"");
+                continue;
+            }
+            if (sig > 0) return sig;
+        }
+        return 0;
+    }
+
+private:
+    sigset_t set_;
+};
+
+class EndWatcher final : public call::CallObserver {
+public:
+    void on_call_answered(const call::CallInfo&) override { answered_ = true; }
+    void on_call_ended(const call::CallSummary& s) override {
+        std::lock_guard lk(mu_);
+        ended_ = true;
+        last_ = s;
+    }
+    bool ended() {
+        std::lock_guard lk(mu_);
+        return ended_;
+    }
+    call::CallSummary last() {
+        std::lock_guard lk(mu_);
+        return last_;
+    }
+
+private:
+    std::mutex mu_;
+    bool ended_ = false;
+    std::atomic<bool> answered_{false};
+    call::CallSummary last_;
+};
+
+struct Runtime {
+    Config config;
+    std::unique_ptr<call::HandlerFactory> handlers;
+    std::unique_ptr<call::CallManager> calls;
+    std::unique_ptr<sip::SipStack> sip;
+
+    bool start(call::CallObserver* observer) {
+        std::string err;
+        handlers = call::make_handler_factory(config.call, &err);
+        if (!handlers) {
+            PLOG_ERROR("event=startup_failed error=\"{}\"", err);
+            return false;
+        }
+        calls = std::make_unique<call::CallManager>(config, *handlers, observer);
+        sip::SipStackOptions so;
+        so.listen_host = config.sip.listen_host;
+        so.listen_port = config.sip.listen_port;
+        so.user_agent = config.sip.user_agent;
+        so.lines = config.lines;
+        sip = sip::SipStack::start(so, *calls, &err);
+        if (!sip) {
+            PLOG_ERROR("event=startup_failed error=\"{}\"", err);
+            return false;
+        }
+        calls->attach(*sip);
+        return true;
+    }
+
+    // Hang up calls (bounded), un-register and stop SIP, then free whatever is left.
+    void shutdown() {
+        if (calls && sip) {
+            calls->hangup_all("shutdown");
+            if (!calls->wait_idle(std::chrono::seconds(5)))
+                PLOG_WARN("event=shutdown_calls_left count={}", calls->active_calls());
+        }
+        if (sip) sip->stop();
+        if (calls) calls->stop();
+        sip.reset();
+        calls.reset();
+    }
+};
+
+bool load(const std::string& path, const std::vector<std::string>& sets, Config& out) {
+    std::string err;
+    auto cfg = load_config(path, sets, &err);
+    if (!cfg) {
+        std::fprintf(stderr, "parley: config error: %s\n", err.c_str());
+        return false;
+    }
+    out = *cfg;
+    if (!log_init(out.log.level)) {
+        std::fprintf(stderr, "parley: bad log level\n");
+        return false;
+    }
+    return true;
+}
+
+int cmd_run(const std::string& path, const std::vector<std::string>& sets, SignalWaiter& signals) {
+    Runtime rt;
+    if (!load(path, sets, rt.config)) return 2;
+    if (!rt.start(nullptr)) return 1;
+    PLOG_INFO("event=ready sip={}:{} handler={} rtp_ports={}-{} max_concurrent={} lines={}",
+              rt.config.sip.listen_host, rt.config.sip.listen_port, rt.config.call.handler,
+              rt.config.media.rtp_port_min, rt.config.media.rtp_port_max, rt.config.call.max_concurrent,
+              rt.config.lines.size());
+    int sig = signals.wait([] { return false; }, std::chrono::hours(24 * 365 * 10));
+    PLOG_INFO("event=shutdown signal={}", sig);
+    rt.shutdown();
+    PLOG_INFO("event=stopped");
+    return 0;
+}
+
+int cmd_call(const std::string& uri, const std::string& line, int timeout_s, const std::string& path,
+             std::vector<std::string> sets, SignalWaiter& signals) {
+    // A one-shot caller must not collide with a running agent on 5060: unless the config says where to
+    // listen, take any free port.
+    Runtime rt;
+    if (!load(path, sets, rt.config)) return 2;
+    if (!rt.config.sip.listen_given) rt.config.sip.listen_port = 0;
+    EndWatcher watcher;
+    if (!rt.start(&watcher)) return 1;
+    std::string err;
+    auto id = rt.calls->originate(uri, line, &err);
+    if (!id) {
+        PLOG_ERROR("event=call_failed error=\"{}\"", err);
+        rt.shutdown();
+        return 1;
+    }
+    int sig = signals.wait([&] { return watcher.ended(); }, std::chrono::seconds(timeout_s));
+    if (sig != 0) PLOG_INFO("event=call_interrupted signal={}", sig);
+    rt.shutdown();
+    auto s = watcher.last();
+    bool ok = watcher.ended() && s.answered && s.info.end_reason.rfind("failed", 0) != 0;
+    std::printf("call=%llu answered=%s reason=%s sip_status=%d duration_s=%.2f\n",
+                static_cast<unsigned long long>(id), s.answered ? "yes" : "no", s.info.end_reason.c_str(),
+                s.info.sip_status, s.duration_s);
+    return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    SignalWaiter signals;
+    CLI::App app{"Parley: a self-hosted real-time AI telephone agent"};
+    app.require_subcommand(1);
+
+    std::string config_path;
+    std::vector<std::string> sets;
+    auto* run = app.add_subcommand("run", "Register the configured lines and answer calls until SIGTERM");
+    run->add_option("-c,--config", config_path, "TOML config file")->check(CLI::ExistingFile);
+    run->add_option("--set", sets, "Override a config key: section.key=value, line.N.key=value");
+
+    std::string uri, line;
+    int timeout_s = 3600;
+    auto* call = app.add_subcommand("call", "Place one call with the configured handler; exit when it ends");
+    call->add_option("uri", uri, "sip: URI to call")->required();
+    call->add_option("-c,--config", config_path, "TOML config file")->check(CLI::ExistingFile);
+    call->add_option("--set", sets, "Override a config key: section.key=value, line.N.key=value");
+    call->add_option("--line", line, "Name of the [[line]] whose account places the call");
+    call->add_option("--timeout", timeout_s, "Give up after this many seconds")->check(CLI::Range(1, 86400));
+
+    auto* cfg = app.add_subcommand("config", "Print a config file with every key at its default");
+
+    CLI11_PARSE(app, argc, argv);
+    if (*cfg) {
+        std::cout << default_config_text();
+        return 0;
+    }
+    if (*run) return cmd_run(config_path, sets, signals);
+    if (*call) return cmd_call(uri, line, timeout_s, config_path, sets, signals);
+    return 2;
+}

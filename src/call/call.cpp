@@ -1,0 +1,53 @@
+#include "call/call.h"
+
+#include "common/log.h"
+
+namespace parley::call {
+
+const char* call_state_str(CallState s) {
+    switch (s) {
+        case CallState::kRinging: return "ringing";
+        case CallState::kAnswered: return "answered";
+        case CallState::kActive: return "active";
+        case CallState::kEnding: return "ending";
+    }
+    return "?";
+}
+
+Call::Call(CallInfo info, std::unique_ptr<media::RtpSockets> sockets, media::MediaSessionOptions media_options,
+           std::unique_ptr<CallHandler> handler, CallRequests& requests)
+    : info_(std::move(info)), requests_(requests), handler_(std::move(handler)) {
+    media_ = std::make_unique<media::MediaSession>(std::move(sockets), std::move(media_options), *this);
+}
+
+Call::~Call() {
+    media_->stop();  // joins the media thread: no more sink callbacks after this
+    if (handler_started_) handler_->on_end();
+    // media_ (sockets, ports) and handler_ are freed by their unique_ptrs.
+}
+
+bool Call::start_media(const media::StreamParams& params, std::string* error) {
+    if (media_started_) {
+        update_media(params);
+        return true;
+    }
+    if (!media_->start(params, error)) return false;
+    media_started_ = true;
+    handler_->on_start(*this);
+    handler_started_.store(true, std::memory_order_release);
+    return true;
+}
+
+void Call::update_media(const media::StreamParams& params) { media_->update(params); }
+
+void Call::on_audio(const AudioFrame& frame) {
+    if (handler_started_.load(std::memory_order_acquire)) handler_->on_audio(frame);
+}
+
+void Call::on_dtmf(char digit) {
+    if (handler_started_.load(std::memory_order_acquire)) handler_->on_dtmf(digit);
+}
+
+void Call::on_media_timeout() { requests_.request_hangup(info_.id, "media_timeout"); }
+
+}  // namespace parley::call

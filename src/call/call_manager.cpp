@@ -1,0 +1,543 @@
+// call_manager.cpp — see call_manager.h.
+#include "call/call_manager.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "common/log.h"
+
+namespace parley::call {
+namespace {
+
+// The local address the kernel would use to reach `remote` (no packet is sent): the right address to
+// advertise in SDP when we listen on 0.0.0.0 and the host has several interfaces.
+std::string route_source(const std::string& remote) {
+    sockaddr_storage ss{};
+    socklen_t len;
+    int family = remote.find(':') != std::string::npos ? AF_INET6 : AF_INET;
+    if (family == AF_INET) {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        a->sin_family = AF_INET;
+        a->sin_port = htons(9);
+        if (inet_pton(AF_INET, remote.c_str(), &a->sin_addr) != 1) return {};
+        len = sizeof *a;
+    } else {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(9);
+        if (inet_pton(AF_INET6, remote.c_str(), &a->sin6_addr) != 1) return {};
+        len = sizeof *a;
+    }
+    int fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return {};
+    std::string out;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0) {
+        sockaddr_storage local{};
+        socklen_t llen = sizeof local;
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) == 0) {
+            char buf[INET6_ADDRSTRLEN] = {};
+            if (family == AF_INET)
+                inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&local)->sin_addr, buf, sizeof buf);
+            else
+                inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr, buf, sizeof buf);
+            out = buf;
+        }
+    }
+    ::close(fd);
+    return out;
+}
+
+std::string offer_address(const std::string& body) {
+    auto sd = sdp::parse(body);
+    if (!sd) return {};
+    for (auto& m : sd->media)
+        if (m.media == "audio" && m.connection_address) return *m.connection_address;
+    return sd->connection_address.value_or("");
+}
+
+std::vector<media::CodecId> codec_ids(const std::vector<std::string>& names) {
+    std::vector<media::CodecId> out;
+    for (auto& n : names)
+        if (auto id = media::codec_from_name(n)) out.push_back(*id);
+    return out;
+}
+
+uint64_t random_u64() {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    return rng() >> 12;  // SDP o= ids are decimal; keep them short
+}
+
+}  // namespace
+
+CallManager::CallManager(const Config& config, HandlerFactory& handlers, CallObserver* observer)
+    : config_(config),
+      handlers_(handlers),
+      observer_(observer),
+      ports_(config.media.address.empty() ? "0.0.0.0" : config.media.address, config.media.rtp_port_min,
+             config.media.rtp_port_max) {}
+
+CallManager::~CallManager() { stop(); }
+
+void CallManager::attach(sip::SipStack& sip) {
+    sip_ = &sip;
+    thread_ = std::thread([this] { run(); });
+}
+
+void CallManager::post(std::function<void()> fn) {
+    {
+        std::lock_guard lk(mu_);
+        if (stopping_) return;
+        queue_.push_back(std::move(fn));
+    }
+    cv_.notify_one();
+}
+
+void CallManager::after(std::chrono::milliseconds delay, std::function<void()> fn) {
+    {
+        std::lock_guard lk(mu_);
+        if (stopping_) return;
+        timers_.emplace(Clock::now() + delay, std::move(fn));
+    }
+    cv_.notify_one();
+}
+
+void CallManager::run() {
+    std::unique_lock lk(mu_);
+    while (!stopping_) {
+        if (!queue_.empty()) {
+            auto fn = std::move(queue_.front());
+            queue_.pop_front();
+            lk.unlock();
+            fn();
+            lk.lock();
+            continue;
+        }
+        if (!timers_.empty() && timers_.begin()->first <= Clock::now()) {
+            auto fn = std::move(timers_.begin()->second);
+            timers_.erase(timers_.begin());
+            lk.unlock();
+            fn();
+            lk.lock();
+            continue;
+        }
+        if (timers_.empty())
+            cv_.wait(lk);
+        else
+            cv_.wait_until(lk, timers_.begin()->first);
+    }
+}
+
+void CallManager::stop() {
+    {
+        std::lock_guard lk(mu_);
+        if (stopping_ && !thread_.joinable()) return;
+        stopping_ = true;
+        queue_.clear();
+        timers_.clear();
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    // The control thread is gone: finish what is left here (same single-threaded ownership).
+    std::vector<CallId> ids;
+    for (auto& [id, c] : calls_) ids.push_back(id);
+    for (auto id : ids) end_call(id, "shutdown");
+}
+
+// ---- SipEvents: SIP thread -> control thread ----------------------------------------------------
+
+void CallManager::on_invite(const sip::InviteInfo& info) {
+    post([this, info] { handle_invite(info); });
+}
+void CallManager::on_ack(sip::DialogId id, const std::string& sdp) {
+    post([this, id, sdp] { handle_ack(id, sdp); });
+}
+void CallManager::on_reinvite(sip::DialogId id, const std::string& sdp) {
+    post([this, id, sdp] { handle_reinvite(id, sdp); });
+}
+void CallManager::on_progress(sip::DialogId id, int status, const std::string& phrase) {
+    post([this, id, status, phrase] {
+        if (Call* c = by_dialog(id))
+            PLOG_INFO("event=call_progress call={} status={} phrase=\"{}\"", c->id(), status, phrase);
+    });
+}
+void CallManager::on_answered(sip::DialogId id, const std::string& sdp) {
+    post([this, id, sdp] { handle_answered(id, sdp); });
+}
+void CallManager::on_info_dtmf(sip::DialogId id, char digit) {
+    post([this, id, digit] {
+        if (Call* c = by_dialog(id)) PLOG_INFO("event=dtmf_received call={} digit={} via=info", c->id(), digit);
+    });
+}
+void CallManager::on_terminated(sip::DialogId id, sip::EndCause cause, int status, const std::string& phrase) {
+    post([this, id, cause, status, phrase] { handle_terminated(id, cause, status, phrase); });
+}
+void CallManager::on_line_state(const sip::LineStatus&) {
+    // Logged by the SIP stack; the operations API will read SipStack::lines().
+}
+
+// ---- control thread -----------------------------------------------------------------------------
+
+Call* CallManager::by_dialog(sip::DialogId dialog) {
+    auto it = dialog_to_call_.find(dialog);
+    if (it == dialog_to_call_.end()) return nullptr;
+    auto c = calls_.find(it->second);
+    return c == calls_.end() ? nullptr : c->second.get();
+}
+
+sdp::LocalMedia CallManager::local_media(uint16_t port, const std::string& remote_hint) const {
+    sdp::LocalMedia local;
+    local.codecs = codec_ids(config_.media.codecs);
+    local.port = port;
+    local.ptime = config_.media.ptime;
+    local.session_id = random_u64();
+    local.session_version = 1;
+    local.address = config_.media.address;
+    if (local.address.empty() || local.address == "0.0.0.0") {
+        local.address = remote_hint.empty() ? std::string() : route_source(remote_hint);
+        if (local.address.empty()) local.address = route_source("192.0.2.1");  // the default route's source
+        if (local.address.empty()) local.address = "127.0.0.1";
+    }
+    return local;
+}
+
+media::StreamParams CallManager::to_stream(const sdp::NegotiatedMedia& m) const {
+    media::StreamParams p;
+    p.codec = m.codec;
+    p.payload_type = m.payload_type;
+    p.telephone_event_pt = m.telephone_event_pt;
+    p.ptime = m.ptime;
+    p.remote_address = m.remote_address;
+    p.remote_port = m.remote_port;
+    // Our direction decides whether we send; the peer sends unless we are sendonly/inactive.
+    p.send = m.direction == sdp::Direction::kSendRecv || m.direction == sdp::Direction::kSendOnly;
+    p.receive = m.direction == sdp::Direction::kSendRecv || m.direction == sdp::Direction::kRecvOnly;
+    if (m.remote_address == "0.0.0.0" || m.remote_port == 0) {
+        p.send = false;
+        p.receive = false;
+        p.remote_address = "127.0.0.1";
+        p.remote_port = 9;
+    }
+    return p;
+}
+
+std::unique_ptr<Call> CallManager::make_call(CallInfo info, std::unique_ptr<media::RtpSockets> sockets) {
+    media::MediaSessionOptions mo;
+    mo.jitter_ms = config_.media.jitter_ms;
+    mo.timeout_s = config_.media.timeout_s;
+    mo.symmetric_rtp = config_.media.symmetric_rtp;
+    mo.log_tag = "call=" + std::to_string(info.id);
+    return std::make_unique<Call>(std::move(info), std::move(sockets), std::move(mo), handlers_.create(), *this);
+}
+
+void CallManager::handle_invite(const sip::InviteInfo& inv) {
+    auto reject = [&](int status, const std::string& phrase, const std::string& why) {
+        PLOG_WARN("event=call_rejected dialog={} sip_call_id={} from={} status={} reason=\"{}\"", inv.id, inv.call_id,
+                  inv.from, status, why);
+        sip_->respond(inv.id, status, phrase);
+    };
+    if (active_.load() >= static_cast<size_t>(config_.call.max_concurrent))
+        return reject(486, "Busy Here", "call limit reached (call.max_concurrent)");
+    if (!inv.body.empty() && inv.content_type != "application/sdp")
+        return reject(415, "Unsupported Media Type", "body is " + inv.content_type + ", expected application/sdp");
+
+    std::optional<sdp::SessionDescription> offer;
+    if (!inv.body.empty()) {
+        std::string err;
+        offer = sdp::parse(inv.body, &err);
+        if (!offer) return reject(400, "Malformed SDP", "bad SDP offer: " + err);
+    }
+    std::string err;
+    auto sockets = ports_.acquire(&err);
+    if (!sockets) return reject(503, "Service Unavailable", err);
+
+    Pending pending;
+    pending.local = local_media(sockets->rtp_port(), inv.body.empty() ? std::string() : offer_address(inv.body));
+    if (offer) {
+        auto ans = sdp::answer_offer(*offer, pending.local);
+        if (ans.status != 200) return reject(ans.status, "Not Acceptable Here", ans.reason);
+        pending.answer_sdp = ans.sdp;
+        pending.media = ans.media;
+    } else {
+        pending.answer_sdp = sdp::make_offer(pending.local);  // delayed offer: ours goes in the 200
+    }
+
+    CallInfo info;
+    info.id = next_call_id_++;
+    info.outgoing = false;
+    info.dialog = inv.id;
+    info.from = inv.from_display.empty() ? inv.from : "\"" + inv.from_display + "\" <" + inv.from + ">";
+    info.to = inv.to;
+    info.sip_call_id = inv.call_id;
+    info.line = inv.line;
+    info.started = std::chrono::system_clock::now();
+    CallId id = info.id;
+    auto call = make_call(std::move(info), std::move(sockets));
+    PLOG_INFO("event=call_incoming call={} sip_call_id={} from={} to={} line={} local_port={}", id, inv.call_id,
+              inv.from, inv.to, inv.line.empty() ? "-" : inv.line, call->local_port());
+    calls_.emplace(id, std::move(call));
+    dialog_to_call_[inv.id] = id;
+    pending_[id] = std::move(pending);
+    active_++;
+
+    sip_->respond(inv.id, 180, "Ringing");
+    if (config_.call.answer_delay_ms > 0)
+        after(std::chrono::milliseconds(config_.call.answer_delay_ms), [this, id] { answer(id); });
+    else
+        answer(id);
+}
+
+void CallManager::answer(CallId id) {
+    auto it = calls_.find(id);
+    if (it == calls_.end() || it->second->state() != CallState::kRinging) return;
+    Call& call = *it->second;
+    Pending& pending = pending_[id];
+    if (pending.media) {
+        std::string err;
+        if (!call.start_media(to_stream(*pending.media), &err)) {
+            PLOG_ERROR("event=media_start_failed call={} error=\"{}\"", id, err);
+            sip_->respond(call.info().dialog, 500, "Media Failure");
+            call.set_state(CallState::kEnding);
+            call.info().end_reason = "media_failed";
+            return;
+        }
+        call.info().codec = std::string(media::codec_info(pending.media->codec).name);
+    }
+    sip_->respond(call.info().dialog, 200, "OK", pending.answer_sdp);
+    call.set_state(CallState::kAnswered);
+    call.info().answered = std::chrono::system_clock::now();
+    if (pending.media) {
+        auto& m = *pending.media;
+        PLOG_INFO("event=call_answered call={} codec={} pt={} ptime={} dtmf_pt={} remote={}:{} local_port={}", id,
+                  call.info().codec, m.payload_type, m.ptime, m.telephone_event_pt, m.remote_address, m.remote_port,
+                  call.local_port());
+        pending_.erase(id);
+    } else {
+        PLOG_INFO("event=call_answered call={} offer_in_200=true local_port={}", id, call.local_port());
+    }
+    if (observer_) observer_->on_call_answered(call.info());
+    if (config_.call.max_duration_s > 0)
+        after(std::chrono::seconds(config_.call.max_duration_s), [this, id] { do_hangup(id, "max_duration"); });
+}
+
+void CallManager::handle_ack(sip::DialogId dialog, const std::string& sdp_text) {
+    Call* call = by_dialog(dialog);
+    if (!call) return;
+    auto pit = pending_.find(call->id());
+    if (pit != pending_.end()) {
+        // Delayed offer: the ACK carries the answer to the offer we put in the 200.
+        std::string err;
+        auto sd = sdp_text.empty() ? std::nullopt : sdp::parse(sdp_text, &err);
+        std::optional<sdp::NegotiatedMedia> m;
+        if (sd) m = sdp::accept_answer(*sd, pit->second.local, &err);
+        if (sdp_text.empty()) err = "ACK carried no SDP answer";
+        pending_.erase(pit);
+        if (!m) {
+            PLOG_WARN("event=bad_answer_in_ack call={} error=\"{}\"", call->id(), err);
+            return do_hangup(call->id(), "bad_sdp_answer");
+        }
+        if (!call->start_media(to_stream(*m), &err)) {
+            PLOG_ERROR("event=media_start_failed call={} error=\"{}\"", call->id(), err);
+            return do_hangup(call->id(), "media_failed");
+        }
+        call->info().codec = std::string(media::codec_info(m->codec).name);
+        PLOG_INFO("event=call_media call={} codec={} pt={} remote={}:{}", call->id(), call->info().codec,
+                  m->payload_type, m->remote_address, m->remote_port);
+    }
+    mark_active(*call);
+}
+
+void CallManager::mark_active(Call& call) {
+    if (call.state() == CallState::kAnswered) {
+        call.set_state(CallState::kActive);
+        PLOG_INFO("event=call_active call={}", call.id());
+    }
+}
+
+void CallManager::handle_reinvite(sip::DialogId dialog, const std::string& sdp_text) {
+    Call* call = by_dialog(dialog);
+    if (!call) return sip_->respond(dialog, 481, "Call/Transaction Does Not Exist");
+    auto local = local_media(call->local_port(), offer_address(sdp_text));
+    local.session_version = 2 + static_cast<uint64_t>(call->media_stats().packets_sent % 1000000);
+    if (sdp_text.empty()) {
+        // Re-INVITE without an offer (session refresh): we offer the same media again.
+        return sip_->respond(dialog, 200, "OK", sdp::make_offer(local));
+    }
+    std::string err;
+    auto offer = sdp::parse(sdp_text, &err);
+    if (!offer) {
+        PLOG_WARN("event=reinvite_rejected call={} status=400 reason=\"{}\"", call->id(), err);
+        return sip_->respond(dialog, 400, "Malformed SDP");
+    }
+    auto ans = sdp::answer_offer(*offer, local);
+    if (ans.status != 200) {
+        PLOG_WARN("event=reinvite_rejected call={} status={} reason=\"{}\"", call->id(), ans.status, ans.reason);
+        return sip_->respond(dialog, ans.status, "Not Acceptable Here");
+    }
+    std::string merr;
+    if (!call->start_media(to_stream(ans.media), &merr)) {
+        PLOG_ERROR("event=media_start_failed call={} error=\"{}\"", call->id(), merr);
+        return sip_->respond(dialog, 500, "Media Failure");
+    }
+    PLOG_INFO("event=call_reinvite call={} direction={} remote={}:{} hold={}", call->id(),
+              sdp::direction_str(ans.media.direction), ans.media.remote_address, ans.media.remote_port,
+              ans.media.on_hold() || ans.media.remote_address == "0.0.0.0");
+    sip_->respond(dialog, 200, "OK", ans.sdp);
+}
+
+CallId CallManager::originate(const std::string& uri, const std::string& line, std::string* error) {
+    if (uri.rfind("sip:", 0) != 0 && uri.rfind("sips:", 0) != 0) {
+        if (error) *error = "expected a sip: URI, got \"" + uri + "\"";
+        return 0;
+    }
+    auto sockets = ports_.acquire(error);
+    if (!sockets) return 0;
+    CallId id = next_call_id_++;
+    // The dialog id comes from the SIP stack; the rest happens on the control thread.
+    auto shared_sockets = std::make_shared<std::unique_ptr<media::RtpSockets>>(std::move(sockets));
+    post([this, id, uri, line, shared_sockets] {
+        std::string host = uri.substr(uri.find(':') + 1);
+        if (auto at = host.find('@'); at != std::string::npos) host = host.substr(at + 1);
+        host = host.substr(0, host.find_first_of(":;>"));
+        Pending pending;
+        pending.local = local_media((*shared_sockets)->rtp_port(), host);
+        std::string offer = sdp::make_offer(pending.local);
+        CallInfo info;
+        info.id = id;
+        info.outgoing = true;
+        info.to = uri;
+        info.remote_uri = uri;
+        info.line = line;
+        info.started = std::chrono::system_clock::now();
+        info.dialog = sip_->invite(uri, offer, line);
+        auto call = make_call(info, std::move(*shared_sockets));
+        PLOG_INFO("event=call_outgoing call={} to={} line={} local_port={}", id, uri, line.empty() ? "-" : line,
+                  call->local_port());
+        calls_.emplace(id, std::move(call));
+        dialog_to_call_[info.dialog] = id;
+        pending_[id] = std::move(pending);
+        active_++;
+        if (config_.call.max_duration_s > 0)
+            after(std::chrono::seconds(config_.call.max_duration_s), [this, id] { do_hangup(id, "max_duration"); });
+    });
+    return id;
+}
+
+void CallManager::handle_answered(sip::DialogId dialog, const std::string& sdp_text) {
+    Call* call = by_dialog(dialog);
+    if (!call) return;
+    auto pit = pending_.find(call->id());
+    if (pit == pending_.end()) return;  // a retransmitted 200
+    std::string err;
+    auto sd = sdp::parse(sdp_text, &err);
+    std::optional<sdp::NegotiatedMedia> m;
+    if (sd) m = sdp::accept_answer(*sd, pit->second.local, &err);
+    pending_.erase(pit);
+    call->set_state(CallState::kActive);
+    call->info().answered = std::chrono::system_clock::now();
+    if (!m) {
+        PLOG_WARN("event=bad_sdp_answer call={} error=\"{}\"", call->id(), err.empty() ? "no SDP" : err);
+        return do_hangup(call->id(), "bad_sdp_answer");
+    }
+    if (!call->start_media(to_stream(*m), &err)) {
+        PLOG_ERROR("event=media_start_failed call={} error=\"{}\"", call->id(), err);
+        return do_hangup(call->id(), "media_failed");
+    }
+    call->info().codec = std::string(media::codec_info(m->codec).name);
+    PLOG_INFO("event=call_answered call={} codec={} pt={} ptime={} remote={}:{} local_port={}", call->id(),
+              call->info().codec, m->payload_type, m->ptime, m->remote_address, m->remote_port, call->local_port());
+    if (observer_) observer_->on_call_answered(call->info());
+}
+
+void CallManager::request_hangup(CallId id, const std::string& reason) {
+    post([this, id, reason] { do_hangup(id, reason); });
+}
+
+void CallManager::hangup_all(const std::string& reason) {
+    post([this, reason] {
+        std::vector<CallId> ids;
+        for (auto& [id, c] : calls_) ids.push_back(id);
+        for (auto id : ids) do_hangup(id, reason);
+    });
+}
+
+void CallManager::do_hangup(CallId id, const std::string& reason) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    Call& call = *it->second;
+    if (call.state() == CallState::kEnding) return;
+    call.set_state(CallState::kEnding);
+    call.info().end_reason = reason;
+    PLOG_INFO("event=call_hangup call={} reason={}", id, reason);
+    sip_->hangup(call.info().dialog);
+    // Signalling ends the call (on_terminated); if it never does, free everything anyway.
+    after(std::chrono::seconds(40), [this, id] {
+        auto c = calls_.find(id);
+        if (c == calls_.end()) return;
+        sip::DialogId dialog = c->second->info().dialog;
+        end_call(id, c->second->info().end_reason + "_unconfirmed");
+        sip_->release(dialog);
+    });
+}
+
+void CallManager::handle_terminated(sip::DialogId dialog, sip::EndCause cause, int status,
+                                    const std::string& phrase) {
+    Call* call = by_dialog(dialog);
+    if (call) {
+        auto& info = call->info();
+        info.sip_status = status;
+        if (info.end_reason.empty() || cause == sip::EndCause::kRemoteBye) {
+            if (cause == sip::EndCause::kFailed)
+                info.end_reason = "failed_" + std::to_string(status);
+            else
+                info.end_reason = sip::end_cause_str(cause);
+        }
+        (void)phrase;
+        end_call(call->id(), info.end_reason);
+    }
+    dialog_to_call_.erase(dialog);
+    sip_->release(dialog);
+}
+
+void CallManager::end_call(CallId id, const std::string& reason) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    std::unique_ptr<Call> call = std::move(it->second);
+    calls_.erase(it);
+    pending_.erase(id);
+    dialog_to_call_.erase(call->info().dialog);
+
+    CallSummary summary;
+    summary.info = call->info();
+    summary.info.end_reason = reason;
+    summary.info.ended = std::chrono::system_clock::now();
+    summary.answered = summary.info.answered.time_since_epoch().count() != 0;
+    if (summary.answered)
+        summary.duration_s =
+            std::chrono::duration<double>(summary.info.ended - summary.info.answered).count();
+    call->stop_media();  // joins the media thread: its final counters are now in the stats
+    summary.media = call->media_stats();
+    call.reset();  // handler told, sockets closed, ports returned
+    active_--;
+    const auto& m = summary.media;
+    PLOG_INFO("event=call_ended call={} reason={} sip_status={} answered={} duration_s={:.2f} rx={} tx={} lost={} "
+              "late={} invalid={} foreign={} jitter_ms={:.1f} send_late_p99_us={} dtmf_rx={}",
+              id, reason, summary.info.sip_status, summary.answered, summary.duration_s, m.packets_received,
+              m.packets_sent, m.packets_lost, m.packets_late, m.packets_invalid, m.packets_foreign, m.jitter_ms,
+              m.send_late_p99_us, m.dtmf_received);
+    if (observer_) observer_->on_call_ended(summary);
+    {
+        std::lock_guard lk(idle_mu_);
+    }
+    idle_cv_.notify_all();
+}
+
+bool CallManager::wait_idle(std::chrono::milliseconds timeout) {
+    std::unique_lock lk(idle_mu_);
+    return idle_cv_.wait_for(lk, timeout, [this] { return active_.load() == 0; });
+}
+
+}  // namespace parley::call

@@ -1,0 +1,53 @@
+// handler.h — what a call *does* once it is answered: the seam between telephony and behaviour.
+//
+// The telephony layer (CallManager, Call) owns SIP and media; a CallHandler only sees 16 kHz frames in,
+// a Playout to speak into, DTMF digits, and a CallControl to end the call or send digits. Built-in:
+// `echo` (the caller hears itself after echo_delay_ms) and `playback` (plays a WAV, then hangs up). The
+// conversation engine will be a third handler behind this same interface.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/audio.h"
+#include "common/config.h"
+#include "media/playout.h"
+
+namespace parley::call {
+
+using CallId = uint64_t;
+
+// Thread-safe; handlers may call it from any thread. Requests are queued, never block.
+class CallControl {
+public:
+    virtual ~CallControl() = default;
+    virtual CallId id() const = 0;
+    virtual void hangup(const std::string& reason) = 0;
+    virtual void send_dtmf(const std::string& digits) = 0;
+    virtual media::Playout& playout() = 0;
+};
+
+class CallHandler {
+public:
+    virtual ~CallHandler() = default;
+    // Media is flowing (control thread). `control` outlives the handler.
+    virtual void on_start(CallControl& control) = 0;
+    // Every 20 ms on the call's media thread; must not block.
+    virtual void on_audio(const AudioFrame& frame) = 0;
+    virtual void on_dtmf(char digit) { (void)digit; }
+    // The call is over (control thread, after the media thread has stopped).
+    virtual void on_end() {}
+};
+
+// Makes one handler per call from the config; anything the handlers share (e.g. a decoded prompt) is
+// loaded once here.
+class HandlerFactory {
+public:
+    virtual ~HandlerFactory() = default;
+    virtual std::unique_ptr<CallHandler> create() = 0;
+};
+
+// nullptr and *error when the configured handler cannot be built (e.g. unreadable playback_file).
+std::unique_ptr<HandlerFactory> make_handler_factory(const CallConfig& config, std::string* error);
+
+}  // namespace parley::call

@@ -1,0 +1,383 @@
+// config.cpp — TOML loading, --set overrides and validation (see config.h).
+#include "common/config.h"
+
+#include <toml++/toml.h>
+
+#include <charconv>
+#include <fmt/format.h>
+#include <set>
+#include <sstream>
+
+namespace parley {
+namespace {
+
+std::string describe(const toml::node& n) {
+    if (auto s = n.value_exact<std::string>()) return fmt::format("the string \"{}\"", *s);
+    if (auto i = n.value_exact<int64_t>()) return fmt::format("the integer {}", *i);
+    if (auto b = n.value_exact<bool>()) return *b ? "true" : "false";
+    if (n.is_floating_point()) return "a float";
+    if (n.is_array()) return "an array";
+    if (n.is_table()) return "a table";
+    return "a date/time";
+}
+
+// Reads one table against a fixed set of keys. Values set with --set arrive as strings; numeric and
+// boolean keys accept those (and only those) as text.
+class TableReader {
+public:
+    TableReader(const toml::table* table, std::string prefix, const std::set<std::string>& from_cli,
+                std::string& error)
+        : table_(table), prefix_(std::move(prefix)), from_cli_(from_cli), error_(error) {}
+
+    bool ok() const { return error_.empty(); }
+
+    void str(const char* key, std::string& out) {
+        const toml::node* n = find(key);
+        if (!n) return;
+        if (auto v = n->value<std::string>()) {
+            out = *v;
+        } else if (auto i = n->value<int64_t>(); i && from_cli(key)) {
+            out = std::to_string(*i);
+        } else {
+            fail(key, "a string", n);
+        }
+    }
+
+    void integer(const char* key, int& out, int64_t min, int64_t max) {
+        const toml::node* n = find(key);
+        if (!n) return;
+        int64_t v = 0;
+        if (auto i = n->value_exact<int64_t>()) {
+            v = *i;
+        } else if (auto s = n->value_exact<std::string>(); s && from_cli(key)) {
+            auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+            if (ec != std::errc() || p != s->data() + s->size()) return fail(key, "an integer", n);
+        } else {
+            return fail(key, "an integer", n);
+        }
+        if (v < min || v > max) {
+            return set_error(key, fmt::format("expected an integer from {} to {}, got {}", min, max, v));
+        }
+        out = static_cast<int>(v);
+    }
+
+    void boolean(const char* key, bool& out) {
+        const toml::node* n = find(key);
+        if (!n) return;
+        if (auto b = n->value_exact<bool>()) {
+            out = *b;
+        } else if (auto s = n->value_exact<std::string>(); s && from_cli(key) && (*s == "true" || *s == "false")) {
+            out = *s == "true";
+        } else {
+            fail(key, "true or false", n);
+        }
+    }
+
+    void str_list(const char* key, std::vector<std::string>& out) {
+        const toml::node* n = find(key);
+        if (!n) return;
+        std::vector<std::string> result;
+        if (auto arr = n->as_array()) {
+            for (auto& el : *arr) {
+                auto v = el.value<std::string>();
+                if (!v) return fail(key, "an array of strings", n);
+                result.push_back(*v);
+            }
+        } else if (auto s = n->value<std::string>(); s && from_cli(key)) {
+            std::stringstream ss(*s);  // --set media.codecs=PCMU,G722
+            for (std::string item; std::getline(ss, item, ',');)
+                if (!item.empty()) result.push_back(item);
+        } else {
+            return fail(key, "an array of strings", n);
+        }
+        out = std::move(result);
+    }
+
+    // Any key in the table we were not asked about is an error: a typo must not be silently ignored.
+    void reject_unknown() {
+        if (!table_ || !ok()) return;
+        for (auto& [k, v] : *table_) {
+            if (!seen_.count(std::string(k.str()))) {
+                set_error(std::string(k.str()), "unknown key");
+                return;
+            }
+        }
+    }
+
+    void set_error(const std::string& key, const std::string& what) {
+        if (error_.empty()) error_ = fmt::format("{}{}: {}", prefix_, key, what);
+    }
+
+private:
+    const toml::node* find(const char* key) {
+        seen_.insert(key);
+        if (!table_ || !ok()) return nullptr;
+        return table_->get(key);
+    }
+    bool from_cli(const char* key) const { return from_cli_.count(prefix_ + key) > 0; }
+    void fail(const char* key, const char* expected, const toml::node* n) {
+        set_error(key, fmt::format("expected {}, got {}", expected, describe(*n)));
+    }
+
+    const toml::table* table_;
+    std::string prefix_;
+    const std::set<std::string>& from_cli_;
+    std::string& error_;
+    std::set<std::string> seen_;
+};
+
+bool parse_port(std::string_view s, uint16_t& out) {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || v == 0 || v > 65535) return false;
+    out = static_cast<uint16_t>(v);
+    return true;
+}
+
+bool is_index(std::string_view s) {
+    return !s.empty() && s.size() < 4 && s.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// Applies "a.b=value" / "line.N.key=value" to `root` as a string value.
+bool apply_override(toml::table& root, const std::string& item, std::set<std::string>& from_cli,
+                    std::string& error) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+        error = fmt::format("--set {}: expected section.key=value", item);
+        return false;
+    }
+    std::string path = item.substr(0, eq);
+    std::string value = item.substr(eq + 1);
+    std::vector<std::string> parts;
+    std::stringstream ss(path);
+    for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+    if (parts.size() == 2 && parts[0] != "line") {
+        auto* section = root.get(parts[0]);
+        if (!section) section = root.insert(parts[0], toml::table{}).first->second.as_table();
+        if (!section->is_table()) {
+            error = fmt::format("--set {}: {} is not a section", item, parts[0]);
+            return false;
+        }
+        section->as_table()->insert_or_assign(parts[1], value);
+        from_cli.insert(path);
+        return true;
+    }
+    if (parts.size() == 3 && parts[0] == "line" && is_index(parts[1])) {
+        size_t idx = std::stoul(parts[1]);
+        auto* node = root.get("line");
+        if (!node) node = root.insert("line", toml::array{}).first->second.as_array();
+        auto* arr = node->as_array();
+        if (!arr) {
+            error = fmt::format("--set {}: line must be an array of tables ([[line]])", item);
+            return false;
+        }
+        if (idx > arr->size()) {
+            error = fmt::format("--set {}: there are {} lines; the next one is line.{}", item, arr->size(),
+                                arr->size());
+            return false;
+        }
+        if (idx == arr->size()) arr->push_back(toml::table{});
+        auto* tbl = (*arr)[idx].as_table();
+        if (!tbl) {
+            error = fmt::format("--set {}: line.{} is not a table", item, idx);
+            return false;
+        }
+        tbl->insert_or_assign(parts[2], value);
+        from_cli.insert(fmt::format("line.{}.{}", idx, parts[2]));
+        return true;
+    }
+    error = fmt::format("--set {}: expected section.key=value or line.N.key=value", item);
+    return false;
+}
+
+bool split_host_port(const std::string& s, std::string& host, uint16_t& port) {
+    auto colon = s.rfind(':');
+    if (colon == std::string::npos || colon == 0) return false;
+    host = s.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    std::string_view p = std::string_view(s).substr(colon + 1);
+    if (p == "0") {
+        port = 0;
+        return true;
+    }
+    return parse_port(p, port);
+}
+
+}  // namespace
+
+std::optional<Config> load_config(const std::string& path, const std::vector<std::string>& overrides,
+                                  std::string* error_out) {
+    std::string error;
+    auto fail = [&](const std::string& msg) -> std::optional<Config> {
+        if (error_out) *error_out = (path.empty() ? std::string("(defaults)") : path) + ": " + msg;
+        return std::nullopt;
+    };
+
+    toml::table root;
+    if (!path.empty()) {
+        try {
+            root = toml::parse_file(path);
+        } catch (const toml::parse_error& e) {
+            const auto& src = e.source();
+            if (!src.begin) return fail(std::string(e.description()));
+            return fail(fmt::format("line {} column {}: {}", src.begin.line, src.begin.column, e.description()));
+        }
+    }
+
+    std::set<std::string> from_cli;
+    for (const auto& o : overrides) {
+        if (!apply_override(root, o, from_cli, error)) return fail(error);
+    }
+
+    Config cfg;
+    cfg.source = path;
+    static const std::set<std::string> kSections = {"sip", "media", "call", "line", "log"};
+    for (auto& [k, v] : root) {
+        if (!kSections.count(std::string(k.str())))
+            return fail(fmt::format("{}: unknown section (expected one of sip, media, call, line, log)", k.str()));
+        if (k.str() != "line" && !v.is_table()) return fail(fmt::format("{}: expected a [{}] table", k.str(), k.str()));
+    }
+
+    {
+        TableReader r(root["sip"].as_table(), "sip.", from_cli, error);
+        std::string listen = cfg.sip.listen_host + ":" + std::to_string(cfg.sip.listen_port);
+        r.str("listen", listen);
+        cfg.sip.listen_given = root["sip"]["listen"].node() != nullptr;
+        r.str("user_agent", cfg.sip.user_agent);
+        r.reject_unknown();
+        if (!r.ok()) return fail(error);
+        if (!split_host_port(listen, cfg.sip.listen_host, cfg.sip.listen_port))
+            return fail(fmt::format("sip.listen: expected \"host:port\", got \"{}\"", listen));
+    }
+    {
+        TableReader r(root["media"].as_table(), "media.", from_cli, error);
+        std::string ports = fmt::format("{}-{}", cfg.media.rtp_port_min, cfg.media.rtp_port_max);
+        r.str("rtp_ports", ports);
+        r.str("address", cfg.media.address);
+        r.str_list("codecs", cfg.media.codecs);
+        r.integer("ptime", cfg.media.ptime, 10, 60);
+        r.integer("jitter_ms", cfg.media.jitter_ms, 0, 1000);
+        r.integer("timeout_s", cfg.media.timeout_s, 0, 3600);
+        r.boolean("symmetric_rtp", cfg.media.symmetric_rtp);
+        r.reject_unknown();
+        if (!r.ok()) return fail(error);
+        auto dash = ports.find('-');
+        uint16_t lo = 0, hi = 0;
+        if (dash == std::string::npos || !parse_port(std::string_view(ports).substr(0, dash), lo) ||
+            !parse_port(std::string_view(ports).substr(dash + 1), hi) || lo >= hi || hi - lo < 3)
+            return fail(fmt::format("media.rtp_ports: expected \"min-max\" with min < max and room for two "
+                                    "RTP/RTCP pairs, got \"{}\"", ports));
+        cfg.media.rtp_port_min = lo;
+        cfg.media.rtp_port_max = hi;
+        if (cfg.media.ptime % 10 != 0) return fail("media.ptime: expected 10, 20, 30, 40, 50 or 60");
+        static const std::set<std::string> kCodecs = {"PCMU", "PCMA", "G722"};
+        if (cfg.media.codecs.empty()) return fail("media.codecs: expected at least one of PCMU, PCMA, G722");
+        for (auto& c : cfg.media.codecs)
+            if (!kCodecs.count(c))
+                return fail(fmt::format("media.codecs: unknown codec \"{}\" (expected PCMU, PCMA or G722)", c));
+    }
+    {
+        TableReader r(root["call"].as_table(), "call.", from_cli, error);
+        r.str("handler", cfg.call.handler);
+        r.integer("max_concurrent", cfg.call.max_concurrent, 1, 10000);
+        r.integer("answer_delay_ms", cfg.call.answer_delay_ms, 0, 60000);
+        r.integer("echo_delay_ms", cfg.call.echo_delay_ms, 0, 5000);
+        r.str("playback_file", cfg.call.playback_file);
+        r.integer("max_duration_s", cfg.call.max_duration_s, 0, 86400);
+        r.reject_unknown();
+        if (!r.ok()) return fail(error);
+        if (cfg.call.handler != "echo" && cfg.call.handler != "playback")
+            return fail(fmt::format("call.handler: expected \"echo\" or \"playback\", got \"{}\"",
+                                    cfg.call.handler));
+        if (cfg.call.handler == "playback" && cfg.call.playback_file.empty())
+            return fail("call.playback_file: required when call.handler = \"playback\"");
+    }
+    {
+        TableReader r(root["log"].as_table(), "log.", from_cli, error);
+        r.str("level", cfg.log.level);
+        r.reject_unknown();
+        if (!r.ok()) return fail(error);
+        static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
+        if (!kLevels.count(cfg.log.level))
+            return fail(fmt::format("log.level: expected trace, debug, info, warn or error, got \"{}\"",
+                                    cfg.log.level));
+    }
+    if (auto* node = root.get("line")) {
+        auto* arr = node->as_array();
+        if (!arr) return fail("line: expected [[line]] tables");
+        std::set<std::string> names;
+        for (size_t i = 0; i < arr->size(); ++i) {
+            auto* tbl = (*arr)[i].as_table();
+            if (!tbl) return fail(fmt::format("line.{}: expected a table", i));
+            LineConfig line;
+            TableReader r(tbl, fmt::format("line.{}.", i), from_cli, error);
+            r.str("name", line.name);
+            r.str("registrar", line.registrar);
+            r.str("user", line.user);
+            r.str("auth_user", line.auth_user);
+            r.str("password", line.password);
+            r.str("domain", line.domain);
+            r.str("transport", line.transport);
+            r.integer("expires", line.expires, 10, 86400);
+            r.str("display_name", line.display_name);
+            r.reject_unknown();
+            if (!r.ok()) return fail(error);
+            if (line.name.empty()) line.name = fmt::format("line{}", i);
+            if (!names.insert(line.name).second)
+                return fail(fmt::format("line.{}.name: \"{}\" is used by two lines", i, line.name));
+            if (line.registrar.rfind("sip:", 0) != 0)
+                return fail(fmt::format("line.{}.registrar: expected a sip: URI, got \"{}\"", i, line.registrar));
+            if (line.user.empty()) return fail(fmt::format("line.{}.user: required", i));
+            if (line.transport != "udp" && line.transport != "tcp")
+                return fail(fmt::format("line.{}.transport: expected \"udp\" or \"tcp\", got \"{}\"", i,
+                                        line.transport));
+            if (line.auth_user.empty()) line.auth_user = line.user;
+            cfg.lines.push_back(std::move(line));
+        }
+    }
+    if (cfg.media.address.empty())
+        cfg.media.address = cfg.sip.listen_host == "0.0.0.0" ? "" : cfg.sip.listen_host;
+    return cfg;
+}
+
+std::string default_config_text() {
+    return R"(# Parley configuration. Every key is optional; shown here with its default.
+[sip]
+listen = "0.0.0.0:5060"          # UDP and TCP, host:port
+user_agent = "Parley/0.1"
+
+[media]
+rtp_ports = "20000-29999"        # RTP on even ports, RTCP on the next odd one
+address = ""                     # IP advertised in SDP; empty = the SIP listen host, or the host's address
+codecs = ["PCMU", "PCMA", "G722"]  # offered in this order; incoming offers keep the caller's order
+ptime = 20                       # ms per packet in our offers (we follow the caller's a=ptime)
+jitter_ms = 60                   # jitter buffer target
+timeout_s = 30                   # no RTP for this long ends the call with BYE (0 = never)
+symmetric_rtp = true             # latch once onto the real source of RTP (NAT), logged
+
+[call]
+handler = "echo"                 # echo | playback
+max_concurrent = 32              # further INVITEs get 486 Busy Here
+answer_delay_ms = 0              # ring (180) this long before answering
+echo_delay_ms = 200              # echo handler: delay before the caller hears itself
+playback_file = ""               # playback handler: WAV to play, then hang up
+max_duration_s = 0               # hang up after this long (0 = unlimited)
+
+[log]
+level = "info"                   # trace | debug | info | warn | error
+
+# One [[line]] per SIP account to register (none: Parley only answers calls sent to it directly).
+# [[line]]
+# name = "office"
+# registrar = "sip:pbx.example.com"   # sip:host[:port]
+# user = "1001"
+# auth_user = ""                      # default: user
+# password = "secret"
+# domain = ""                         # AoR domain; default: registrar host
+# transport = "udp"                   # udp | tcp
+# expires = 3600
+# display_name = ""
+)";
+}
+
+}  // namespace parley

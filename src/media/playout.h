@@ -1,0 +1,49 @@
+// playout.h — what a call is about to say: a thread-safe queue of PCM at the codec's rate.
+//
+// Producers (call handlers, TTS) push audio at whatever rate they make it (8, 16, 22.05, 24, 48 kHz…);
+// it is resampled to the codec rate on the producer's thread, so the media thread only copies.
+// The media thread pops exactly one packet's worth per tick; when the queue is short the rest of the
+// packet is silence. flush() drops everything queued at once (barge-in must silence us within a tick).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+
+#include "common/audio.h"
+#include "media/resampler.h"
+
+namespace parley::media {
+
+class Playout {
+public:
+    explicit Playout(int codec_rate);
+
+    // Producer side (any thread; one producer at a time per source rate is the normal case, but any
+    // number is safe).
+    void push(std::span<const int16_t> pcm, int sample_rate);
+    void push(const AudioFrame& frame) { push(frame.samples, kInternalRate); }
+    // Drops all queued audio and the resamplers' history. Returns the number of ms dropped.
+    int flush();
+
+    // Media thread: copies up to out.size() samples, returns how many were real audio (rest untouched).
+    size_t pop(std::span<int16_t> out);
+
+    int codec_rate() const { return codec_rate_; }
+    int queued_ms() const;
+    // Total ms of real audio handed to the media thread since the start (what the far end has heard).
+    uint64_t played_ms() const;
+
+private:
+    const int codec_rate_;
+    std::mutex producer_mu_;  // resamplers
+    std::map<int, std::unique_ptr<Resampler>> resamplers_;
+    mutable std::mutex queue_mu_;
+    std::deque<int16_t> queue_;
+    uint64_t played_samples_ = 0;
+};
+
+}  // namespace parley::media

@@ -1,0 +1,754 @@
+// sip_stack.cpp — sofia-sip NUA on its own su_root thread (see sip_stack.h for the contract).
+//
+// Everything in Impl below the "SIP thread only" line is touched exclusively by the SIP thread. Other
+// threads enqueue closures under `queue_mu_` and poke an eventfd that the su_root loop waits on.
+#include "sip/sip_stack.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <sofia-sip/nua.h>
+#include <sofia-sip/nua_tag.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/sip_tag.h>
+#include <sofia-sip/su.h>
+#include <sofia-sip/su_tag.h>
+#include <sofia-sip/su_tagarg.h>
+#include <sofia-sip/su_wait.h>
+#include <sofia-sip/url.h>
+
+#include <atomic>
+#include <cctype>
+#include <condition_variable>
+#include <deque>
+#include <fmt/format.h>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "common/log.h"
+
+namespace parley::sip {
+
+const char* line_state_str(LineState s) {
+    switch (s) {
+        case LineState::kUnregistered: return "unregistered";
+        case LineState::kRegistering: return "registering";
+        case LineState::kRegistered: return "registered";
+        case LineState::kFailed: return "failed";
+    }
+    return "?";
+}
+
+const char* end_cause_str(EndCause c) {
+    switch (c) {
+        case EndCause::kRemoteBye: return "bye_remote";
+        case EndCause::kLocalBye: return "bye_local";
+        case EndCause::kCancelled: return "cancelled";
+        case EndCause::kRejected: return "rejected";
+        case EndCause::kFailed: return "failed";
+        case EndCause::kTimeout: return "timeout";
+        case EndCause::kShutdown: return "shutdown";
+    }
+    return "?";
+}
+
+namespace {
+
+std::string url_str(const url_t* url) {
+    if (!url) return {};
+    char buf[1024];
+    isize_t n = url_e(buf, sizeof buf, url);
+    if (n <= 0 || static_cast<size_t>(n) >= sizeof buf) return {};
+    return std::string(buf, static_cast<size_t>(n));
+}
+
+std::string payload_str(const sip_t* sip) {
+    if (!sip || !sip->sip_payload || !sip->sip_payload->pl_data) return {};
+    return std::string(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+}
+
+// "sip:pbx.example.com:5080;transport=tcp" -> "pbx.example.com"
+std::string host_of(const std::string& uri) {
+    std::string s = uri.rfind("sip:", 0) == 0 ? uri.substr(4) : uri;
+    if (auto at = s.find('@'); at != std::string::npos) s = s.substr(at + 1);
+    if (!s.empty() && s[0] == '[') return s.substr(0, s.find(']') + 1);
+    return s.substr(0, s.find_first_of(":;>"));
+}
+
+constexpr int kMaxBackoffMs = 60000;
+
+}  // namespace
+
+struct SipStack::Impl {
+    SipStackOptions options;
+    SipEvents& events;
+
+    // ---- shared between threads ----
+    std::mutex queue_mu;
+    std::deque<std::function<void()>> queue;
+    int wake_fd = -1;
+    std::atomic<uint64_t> next_id{1};
+    mutable std::mutex lines_mu;  // guards line_status (read by lines() from any thread)
+    std::vector<LineStatus> line_status;
+    std::thread thread;
+    std::atomic<bool> stopped{false};
+
+    // ---- SIP thread only ----
+    enum class DialogState { kIncoming, kOutgoing, kEstablished, kTerminated };
+    struct Dialog {
+        DialogId id;
+        nua_handle_t* nh;
+        DialogState state;
+        bool incoming;
+        bool offer_in_answer = false;  // incoming INVITE had no SDP: our 2xx is the offer
+        bool remote_bye = false, cancelled = false, local_bye = false, rejected = false;
+        bool auth_tried = false;
+        std::string line;
+        int final_status = 0;
+        std::string final_phrase;
+    };
+    struct Line {
+        LineConfig cfg;
+        size_t index;
+        nua_handle_t* nh = nullptr;
+        su_timer_t* retry = nullptr;
+        bool auth_pending = false;
+        bool unregistering = false;
+        int backoff_ms = 1000;
+    };
+    su_root_t* root = nullptr;
+    int wake_index = -1;
+    nua_t* nua = nullptr;
+    su_timer_t* shutdown_timer = nullptr;
+    std::unordered_map<DialogId, std::unique_ptr<Dialog>> dialogs;
+    std::vector<std::unique_ptr<Line>> lines;
+    bool shutting_down = false;
+    int unregisters_pending = 0;
+
+    Impl(const SipStackOptions& o, SipEvents& e) : options(o), events(e) {}
+
+    void post(std::function<void()> fn) {
+        {
+            std::lock_guard lk(queue_mu);
+            queue.push_back(std::move(fn));
+        }
+        uint64_t one = 1;
+        ssize_t n = ::write(wake_fd, &one, sizeof one);
+        (void)n;  // eventfd write only fails on counter overflow; the loop drains the queue anyway
+    }
+
+    // Runs on the SIP thread when wake_fd is readable.
+    void drain() {
+        uint64_t v;
+        ssize_t n = ::read(wake_fd, &v, sizeof v);
+        (void)n;
+        std::deque<std::function<void()>> work;
+        {
+            std::lock_guard lk(queue_mu);
+            work.swap(queue);
+        }
+        for (auto& fn : work) fn();
+    }
+
+    Dialog* dialog(DialogId id) {
+        auto it = dialogs.find(id);
+        return it == dialogs.end() ? nullptr : it->second.get();
+    }
+
+    Line* line_by_name(const std::string& name) {
+        for (auto& l : lines)
+            if (l->cfg.name == name) return l.get();
+        return nullptr;
+    }
+
+    void publish_line(Line& l, LineState state, int status, const char* phrase, int expires) {
+        LineStatus copy;
+        {
+            std::lock_guard lk(lines_mu);
+            auto& st = line_status[l.index];
+            st.state = state;
+            st.last_status = status;
+            st.last_phrase = phrase ? phrase : "";
+            if (expires >= 0) st.expires = expires;
+            if (state == LineState::kFailed) ++st.failures;
+            if (state == LineState::kRegistered) st.failures = 0;
+            copy = st;
+        }
+        events.on_line_state(copy);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    bool start_nua(std::string* error) {
+        root = su_root_create(this);
+        if (!root) {
+            *error = "su_root_create failed";
+            return false;
+        }
+        su_wait_t wait;
+        if (su_wait_create(&wait, wake_fd, SU_WAIT_IN) != 0 ||
+            (wake_index = su_root_register(root, &wait, &Impl::on_wake, reinterpret_cast<su_wakeup_arg_t*>(this),
+                                           0)) < 0) {
+            *error = "cannot register the command queue with su_root";
+            return false;
+        }
+        std::string url = fmt::format("sip:{}:{}", options.listen_host.find(':') != std::string::npos
+                                                        ? "[" + options.listen_host + "]"
+                                                        : options.listen_host,
+                                      options.listen_port ? std::to_string(options.listen_port) : "*");
+        nua = nua_create(root, &Impl::on_nua_event, reinterpret_cast<nua_magic_t*>(this), NUTAG_URL(url.c_str()),
+                         SIPTAG_USER_AGENT_STR(options.user_agent.c_str()),
+                         NUTAG_MEDIA_ENABLE(0),      // SDP is ours (src/sdp), sofia only carries it
+                         NUTAG_AUTOANSWER(0), NUTAG_AUTOACK(1), NUTAG_ENABLEINVITE(1),
+                         NUTAG_APPL_METHOD("OPTIONS"),  // we answer OPTIONS ourselves (and free the handle)
+                         NUTAG_ALLOW("INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY, REFER, UPDATE"),
+                         NUTAG_OUTBOUND("no-options-keepalive, no-validate, no-natify"),
+                         NUTAG_SESSION_TIMER(0), TAG_END());
+        if (!nua) {
+            *error = fmt::format("cannot listen on {} (UDP and TCP): address in use or not local", url);
+            return false;
+        }
+        for (size_t i = 0; i < options.lines.size(); ++i) {
+            auto l = std::make_unique<Line>();
+            l->cfg = options.lines[i];
+            l->index = i;
+            l->retry = su_timer_create(su_root_task(root), 0);
+            lines.push_back(std::move(l));
+        }
+        for (auto& l : lines) register_line(*l);
+        return true;
+    }
+
+    void register_line(Line& l) {
+        std::string domain = l.cfg.domain.empty() ? host_of(l.cfg.registrar) : l.cfg.domain;
+        std::string aor = fmt::format("sip:{}@{}", l.cfg.user, domain);
+        std::string registrar = l.cfg.registrar;
+        if (l.cfg.transport == "tcp" && registrar.find("transport=") == std::string::npos)
+            registrar += ";transport=tcp";
+        if (!l.nh) {
+            std::string to = l.cfg.display_name.empty() ? aor
+                                                        : fmt::format("\"{}\" <{}>", l.cfg.display_name, aor);
+            l.nh = nua_handle(nua, nullptr, SIPTAG_TO_STR(to.c_str()), SIPTAG_FROM_STR(to.c_str()), TAG_END());
+        }
+        l.auth_pending = false;
+        std::string expires = std::to_string(l.cfg.expires);
+        publish_line(l, LineState::kRegistering, 0, "", -1);
+        PLOG_INFO("event=line_registering line={} registrar={} aor={} transport={}", l.cfg.name, l.cfg.registrar,
+                  aor, l.cfg.transport);
+        nua_register(l.nh, NUTAG_REGISTRAR(registrar.c_str()), NUTAG_M_USERNAME(l.cfg.user.c_str()),
+                     SIPTAG_EXPIRES_STR(expires.c_str()), TAG_END());
+    }
+
+    void schedule_reregister(Line& l) {
+        int delay = l.backoff_ms;
+        l.backoff_ms = std::min(l.backoff_ms * 2, kMaxBackoffMs);
+        PLOG_INFO("event=line_retry line={} in_ms={}", l.cfg.name, delay);
+        su_timer_set_interval(l.retry, &Impl::on_retry_timer, reinterpret_cast<su_timer_arg_t*>(&l), delay);
+    }
+
+    static void on_retry_timer(su_root_magic_t* magic, su_timer_t*, su_timer_arg_t* arg) {
+        auto* self = reinterpret_cast<Impl*>(magic);
+        if (self->shutting_down) return;
+        self->register_line(*reinterpret_cast<Line*>(arg));
+    }
+
+    bool authenticate(nua_handle_t* nh, const sip_t* sip, const LineConfig& cfg) {
+        const msg_param_t* params = nullptr;
+        const char* scheme = nullptr;
+        if (sip && sip->sip_www_authenticate) {
+            params = sip->sip_www_authenticate->au_params;
+            scheme = sip->sip_www_authenticate->au_scheme;
+        } else if (sip && sip->sip_proxy_authenticate) {
+            params = sip->sip_proxy_authenticate->au_params;
+            scheme = sip->sip_proxy_authenticate->au_scheme;
+        }
+        if (!params || !scheme) return false;
+        const char* realm = msg_params_find(params, "realm=");
+        if (!realm) return false;
+        // NUTAG_AUTH wants scheme:"realm":user:password; realm from the header keeps its quotes.
+        std::string cred = fmt::format("{}:{}:{}:{}", scheme, realm, cfg.auth_user, cfg.password);
+        nua_authenticate(nh, NUTAG_AUTH(cred.c_str()), TAG_END());
+        return true;
+    }
+
+    void on_register_response(Line& l, int status, const char* phrase, const sip_t* sip) {
+        if (status < 200) return;
+        if ((status == 401 || status == 407) && !l.auth_pending && !l.unregistering) {
+            l.auth_pending = true;
+            if (authenticate(l.nh, sip, l.cfg)) return;
+        }
+        if (status >= 200 && status < 300) {
+            l.auth_pending = false;
+            l.backoff_ms = 1000;
+            int expires = l.cfg.expires;
+            if (sip && sip->sip_contact && sip->sip_contact->m_expires)
+                expires = std::atoi(sip->sip_contact->m_expires);
+            else if (sip && sip->sip_expires)
+                expires = static_cast<int>(sip->sip_expires->ex_delta);
+            PLOG_INFO("event=line_registered line={} status={} expires={}", l.cfg.name, status, expires);
+            publish_line(l, LineState::kRegistered, status, phrase, expires);
+            return;
+        }
+        l.auth_pending = false;
+        PLOG_WARN("event=line_register_failed line={} status={} phrase=\"{}\"", l.cfg.name, status,
+                  phrase ? phrase : "");
+        publish_line(l, LineState::kFailed, status, phrase, 0);
+        if (!shutting_down) schedule_reregister(l);
+    }
+
+    void on_unregister_response(Line& l, int status, const char* phrase, const sip_t* sip) {
+        if (status < 200) return;
+        if ((status == 401 || status == 407) && !l.auth_pending) {
+            l.auth_pending = true;
+            if (authenticate(l.nh, sip, l.cfg)) return;
+        }
+        PLOG_INFO("event=line_unregistered line={} status={}", l.cfg.name, status);
+        publish_line(l, LineState::kUnregistered, status, phrase, 0);
+        if (l.unregistering) {
+            l.unregistering = false;
+            if (--unregisters_pending == 0 && shutting_down) finish_shutdown();
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    static int on_wake(su_root_magic_t* magic, su_wait_t*, su_wakeup_arg_t*) {
+        reinterpret_cast<Impl*>(magic)->drain();
+        return 0;
+    }
+
+    static void on_nua_event(nua_event_t event, int status, const char* phrase, nua_t*, nua_magic_t* magic,
+                             nua_handle_t* nh, nua_hmagic_t* hmagic, const sip_t* sip, tagi_t tags[]) {
+        reinterpret_cast<Impl*>(magic)->handle_event(event, status, phrase, nh, hmagic, sip, tags);
+    }
+
+    void handle_event(nua_event_t event, int status, const char* phrase, nua_handle_t* nh, nua_hmagic_t* hmagic,
+                      const sip_t* sip, tagi_t tags[]) {
+        Line* line = nullptr;
+        for (auto& l : lines)
+            if (nh && l->nh == nh) line = l.get();
+        Dialog* d = line ? nullptr : reinterpret_cast<Dialog*>(hmagic);
+
+        switch (event) {
+            case nua_r_register:
+                if (line) on_register_response(*line, status, phrase, sip);
+                return;
+            case nua_r_unregister:
+                if (line) on_unregister_response(*line, status, phrase, sip);
+                return;
+            case nua_r_shutdown:
+                if (status >= 200) su_root_break(root);
+                return;
+            case nua_i_invite:
+                if (!d) return on_new_invite(nh, sip);
+                if (d->state == DialogState::kEstablished) {
+                    events.on_reinvite(d->id, payload_str(sip));
+                } else {
+                    nua_respond(nh, SIP_491_REQUEST_PENDING, TAG_END());
+                }
+                return;
+            case nua_i_ack:
+                if (d) events.on_ack(d->id, d->offer_in_answer ? payload_str(sip) : std::string());
+                if (d) d->offer_in_answer = false;
+                return;
+            case nua_i_bye:
+                if (d) d->remote_bye = true;
+                return;
+            case nua_i_cancel:
+                if (d) d->cancelled = true;
+                return;
+            case nua_r_invite:
+                if (d) on_invite_response(*d, status, phrase, sip);
+                return;
+            case nua_r_bye:
+                return;
+            case nua_r_refer:
+                if (d) events.on_progress(d->id, status, phrase ? phrase : "");
+                return;
+            case nua_i_info:
+                if (d) on_info(*d, sip);
+                else if (nh) nua_handle_destroy(nh);
+                return;
+            case nua_i_options:
+                nua_respond(nh, SIP_200_OK, SIPTAG_ACCEPT_STR("application/sdp"),
+                            SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY, REFER"), TAG_END());
+                if (!d) nua_handle_destroy(nh);
+                return;
+            case nua_i_state: {
+                if (!d) return;
+                int callstate = nua_callstate_init;
+                tl_gets(tags, NUTAG_CALLSTATE_REF(callstate), TAG_END());
+                if (callstate == nua_callstate_ready && d->state != DialogState::kTerminated)
+                    d->state = DialogState::kEstablished;
+                if (callstate == nua_callstate_terminated && d->state != DialogState::kTerminated) {
+                    d->state = DialogState::kTerminated;
+                    terminated(*d, status, phrase);
+                }
+                return;
+            }
+            case nua_i_message:
+            case nua_i_subscribe:
+            case nua_i_publish:
+            case nua_i_method:
+            case nua_i_refer:
+            case nua_i_notify:
+            case nua_i_register:
+            case nua_i_update:
+            case nua_i_prack:
+                // NUA has answered (405/501/200 for in-dialog NOTIFY); an unbound handle is ours to free.
+                if (!d && !line && nh) nua_handle_destroy(nh);
+                return;
+            case nua_i_error:
+                PLOG_WARN("event=sip_error status={} phrase=\"{}\"", status, phrase ? phrase : "");
+                return;
+            default:
+                return;
+        }
+    }
+
+    void on_new_invite(nua_handle_t* nh, const sip_t* sip) {
+        if (shutting_down) {
+            nua_respond(nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+            nua_handle_destroy(nh);
+            return;
+        }
+        auto owned = std::make_unique<Dialog>();
+        Dialog& d = *owned;
+        d.id = next_id++;
+        d.nh = nh;
+        d.state = DialogState::kIncoming;
+        d.incoming = true;
+        nua_handle_bind(nh, reinterpret_cast<nua_hmagic_t*>(&d));
+        InviteInfo info;
+        info.id = d.id;
+        if (sip) {
+            if (sip->sip_call_id && sip->sip_call_id->i_id) info.call_id = sip->sip_call_id->i_id;
+            if (sip->sip_from) {
+                info.from = url_str(sip->sip_from->a_url);
+                if (sip->sip_from->a_display) info.from_display = sip->sip_from->a_display;
+            }
+            if (sip->sip_to) info.to = url_str(sip->sip_to->a_url);
+            if (sip->sip_request && sip->sip_request->rq_url->url_user) {
+                std::string user = sip->sip_request->rq_url->url_user;
+                for (auto& l : lines)
+                    if (l->cfg.user == user) info.line = l->cfg.name;
+            }
+            if (sip->sip_content_type && sip->sip_content_type->c_type)
+                info.content_type = sip->sip_content_type->c_type;
+            info.body = payload_str(sip);
+        }
+        d.line = info.line;
+        d.offer_in_answer = info.body.empty();
+        dialogs.emplace(d.id, std::move(owned));
+        events.on_invite(info);
+    }
+
+    void on_invite_response(Dialog& d, int status, const char* phrase, const sip_t* sip) {
+        if (status < 100) return;
+        if (status == 100) return;
+        if (status < 200) {
+            events.on_progress(d.id, status, phrase ? phrase : "");
+            return;
+        }
+        if (status < 300) {
+            d.state = DialogState::kEstablished;
+            events.on_answered(d.id, payload_str(sip));
+            return;
+        }
+        if ((status == 401 || status == 407) && !d.auth_tried) {
+            d.auth_tried = true;
+            if (Line* l = line_by_name(d.line); l && authenticate(d.nh, sip, l->cfg)) return;
+            if (d.line.empty() && !lines.empty() && authenticate(d.nh, sip, lines.front()->cfg)) return;
+        }
+        d.final_status = status;
+        d.final_phrase = phrase ? phrase : "";
+    }
+
+    void on_info(Dialog& d, const sip_t* sip) {
+        std::string body = payload_str(sip);
+        // application/dtmf-relay: "Signal=5\r\nDuration=160"
+        auto pos = body.find("Signal=");
+        if (pos != std::string::npos) {
+            pos += 7;
+            while (pos < body.size() && body[pos] == ' ') ++pos;
+            if (pos < body.size()) {
+                char c = static_cast<char>(std::toupper(static_cast<unsigned char>(body[pos])));
+                if (std::isdigit(static_cast<unsigned char>(c)) || c == '*' || c == '#' || (c >= 'A' && c <= 'D'))
+                    events.on_info_dtmf(d.id, c);
+            }
+        }
+        nua_respond(d.nh, SIP_200_OK, TAG_END());
+    }
+
+    void terminated(Dialog& d, int status, const char* phrase) {
+        EndCause cause;
+        if (shutting_down) cause = EndCause::kShutdown;
+        else if (d.remote_bye) cause = EndCause::kRemoteBye;
+        else if (d.cancelled) cause = EndCause::kCancelled;
+        else if (d.local_bye) cause = EndCause::kLocalBye;
+        else if (d.rejected) cause = EndCause::kRejected;
+        else if (!d.incoming && d.final_status >= 300) cause = EndCause::kFailed;
+        else if (status == 408) cause = EndCause::kTimeout;
+        else cause = d.incoming ? EndCause::kTimeout : EndCause::kFailed;
+        int st = d.final_status ? d.final_status : status;
+        std::string ph = d.final_status ? d.final_phrase : (phrase ? phrase : "");
+        events.on_terminated(d.id, cause, st, ph);
+    }
+
+    // ---- commands (run on the SIP thread) ----
+    void do_respond(DialogId id, int status, const std::string& phrase, const std::string& sdp) {
+        Dialog* d = dialog(id);
+        if (!d || d->state == DialogState::kTerminated) return;
+        if (status >= 300) d->rejected = true;
+        if (status >= 200 && status < 300 && d->state == DialogState::kIncoming) d->state = DialogState::kEstablished;
+        nua_respond(d->nh, status, phrase.c_str(),
+                    TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+                    TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())), TAG_END());
+    }
+
+    void do_hangup(DialogId id) {
+        Dialog* d = dialog(id);
+        if (!d || d->state == DialogState::kTerminated) return;
+        switch (d->state) {
+            case DialogState::kIncoming:
+                d->rejected = true;
+                nua_respond(d->nh, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
+                break;
+            case DialogState::kOutgoing:
+                d->local_bye = true;
+                nua_cancel(d->nh, TAG_END());
+                break;
+            case DialogState::kEstablished:
+                d->local_bye = true;
+                nua_bye(d->nh, TAG_END());
+                break;
+            case DialogState::kTerminated:
+                break;
+        }
+    }
+
+    void do_release(DialogId id) {
+        auto it = dialogs.find(id);
+        if (it == dialogs.end()) return;
+        nua_handle_bind(it->second->nh, nullptr);
+        nua_handle_destroy(it->second->nh);
+        dialogs.erase(it);
+    }
+
+    void do_invite(DialogId id, const std::string& uri, const std::string& sdp, const std::string& line_name) {
+        auto owned = std::make_unique<Dialog>();
+        Dialog& d = *owned;
+        d.id = id;
+        d.state = DialogState::kOutgoing;
+        d.incoming = false;
+        d.line = line_name;
+        Line* l = line_name.empty() ? (lines.empty() ? nullptr : lines.front().get()) : line_by_name(line_name);
+        std::string from;
+        if (l) {
+            std::string domain = l->cfg.domain.empty() ? host_of(l->cfg.registrar) : l->cfg.domain;
+            from = fmt::format("sip:{}@{}", l->cfg.user, domain);
+            if (!l->cfg.display_name.empty()) from = fmt::format("\"{}\" <{}>", l->cfg.display_name, from);
+        }
+        d.nh = nua_handle(nua, reinterpret_cast<nua_hmagic_t*>(&d), SIPTAG_TO_STR(uri.c_str()),
+                          TAG_IF(!from.empty(), SIPTAG_FROM_STR(from.c_str())), TAG_END());
+        dialogs.emplace(id, std::move(owned));
+        if (!d.nh) {
+            d.state = DialogState::kTerminated;
+            d.final_status = 400;
+            d.final_phrase = "Bad target URI";
+            events.on_terminated(id, EndCause::kFailed, 400, "Bad target URI");
+            return;
+        }
+        nua_invite(d.nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp.c_str()),
+                   TAG_IF(l != nullptr, NUTAG_M_USERNAME(l ? l->cfg.user.c_str() : "")), TAG_END());
+    }
+
+    void do_refer(DialogId id, const std::string& target) {
+        Dialog* d = dialog(id);
+        if (!d || d->state != DialogState::kEstablished) return;
+        nua_refer(d->nh, SIPTAG_REFER_TO_STR(target.c_str()), TAG_END());
+    }
+
+    void do_info_dtmf(DialogId id, char digit) {
+        Dialog* d = dialog(id);
+        if (!d || d->state != DialogState::kEstablished) return;
+        std::string body = fmt::format("Signal={}\r\nDuration=160\r\n", digit);
+        nua_info(d->nh, SIPTAG_CONTENT_TYPE_STR("application/dtmf-relay"), SIPTAG_PAYLOAD_STR(body.c_str()),
+                 TAG_END());
+    }
+
+    void begin_shutdown() {
+        if (shutting_down) return;
+        shutting_down = true;
+        for (auto& l : lines) {
+            su_timer_reset(l->retry);
+            bool registered;
+            {
+                std::lock_guard lk(lines_mu);
+                registered = line_status[l->index].state == LineState::kRegistered;
+            }
+            if (l->nh && registered) {
+                l->unregistering = true;
+                l->auth_pending = false;
+                ++unregisters_pending;
+                nua_unregister(l->nh, TAG_END());
+            }
+        }
+        shutdown_timer = su_timer_create(su_root_task(root), 0);
+        if (unregisters_pending == 0) {
+            finish_shutdown();
+        } else {
+            su_timer_set_interval(shutdown_timer, &Impl::on_unregister_timeout, nullptr,
+                                  options.unregister_timeout_ms);
+        }
+    }
+
+    static void on_unregister_timeout(su_root_magic_t* magic, su_timer_t*, su_timer_arg_t*) {
+        auto* self = reinterpret_cast<Impl*>(magic);
+        PLOG_WARN("event=unregister_timeout pending={}", self->unregisters_pending);
+        self->unregisters_pending = 0;
+        self->finish_shutdown();
+    }
+
+    static void on_shutdown_timeout(su_root_magic_t* magic, su_timer_t*, su_timer_arg_t*) {
+        auto* self = reinterpret_cast<Impl*>(magic);
+        PLOG_WARN("event=sip_shutdown_timeout");
+        su_root_break(self->root);
+    }
+
+    bool shutdown_started = false;
+    void finish_shutdown() {
+        if (shutdown_started) return;
+        shutdown_started = true;
+        // NUA sends BYE/CANCEL for what is left and answers nua_r_shutdown; bounded by a 5 s timer.
+        su_timer_reset(shutdown_timer);
+        su_timer_set_interval(shutdown_timer, &Impl::on_shutdown_timeout, nullptr, 5000);
+        nua_shutdown(nua);
+    }
+
+    void run_thread(std::promise<std::string>& started) {
+        std::string error;
+        if (!start_nua(&error)) {
+            teardown();
+            started.set_value(error.empty() ? "SIP stack failed to start" : error);
+            return;
+        }
+        started.set_value("");
+        su_root_run(root);
+        teardown();
+    }
+
+    void teardown() {
+        for (auto& l : lines) {
+            if (l->retry) su_timer_destroy(l->retry);
+            l->retry = nullptr;
+        }
+        if (shutdown_timer) su_timer_destroy(shutdown_timer);
+        shutdown_timer = nullptr;
+        // Events may still be owed for dialogs the owner never released: tell it they are over.
+        for (auto& [id, d] : dialogs) {
+            if (d->state != DialogState::kTerminated) {
+                d->state = DialogState::kTerminated;
+                events.on_terminated(id, EndCause::kShutdown, 0, "shutdown");
+            }
+        }
+        if (nua) nua_destroy(nua);  // destroys remaining handles
+        nua = nullptr;
+        dialogs.clear();
+        lines.clear();
+        if (root && wake_index > 0) su_root_deregister(root, wake_index);
+        if (root) su_root_destroy(root);
+        root = nullptr;
+    }
+};
+
+// -------------------------------------------------------------------------------------------------
+
+SipStack::SipStack(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+std::unique_ptr<SipStack> SipStack::start(const SipStackOptions& options, SipEvents& events, std::string* error) {
+    static std::once_flag su_once;
+    std::call_once(su_once, [] { su_init(); });  // process-wide; never su_deinit while threads may use it
+
+    auto impl = std::make_unique<Impl>(options, events);
+    impl->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (impl->wake_fd < 0) {
+        if (error) *error = "eventfd failed";
+        return nullptr;
+    }
+    impl->line_status.resize(options.lines.size());
+    for (size_t i = 0; i < options.lines.size(); ++i) impl->line_status[i].name = options.lines[i].name;
+
+    std::promise<std::string> started;
+    auto fut = started.get_future();
+    Impl* raw = impl.get();
+    impl->thread = std::thread([raw, &started] { raw->run_thread(started); });
+    std::string err = fut.get();
+    if (!err.empty()) {
+        impl->thread.join();
+        ::close(impl->wake_fd);
+        if (error) *error = err;
+        return nullptr;
+    }
+    PLOG_INFO("event=sip_started listen={}:{} lines={}", options.listen_host, options.listen_port,
+              options.lines.size());
+    return std::unique_ptr<SipStack>(new SipStack(std::move(impl)));
+}
+
+SipStack::~SipStack() {
+    stop();
+    ::close(impl_->wake_fd);
+}
+
+void SipStack::stop() {
+    if (impl_->stopped.exchange(true)) return;
+    Impl* impl = impl_.get();
+    impl->post([impl] { impl->begin_shutdown(); });
+    if (impl->thread.joinable()) impl->thread.join();
+    PLOG_INFO("event=sip_stopped");
+}
+
+void SipStack::respond(DialogId id, int status, const std::string& phrase, const std::string& sdp) {
+    Impl* impl = impl_.get();
+    impl->post([impl, id, status, phrase, sdp] { impl->do_respond(id, status, phrase, sdp); });
+}
+
+void SipStack::hangup(DialogId id) {
+    Impl* impl = impl_.get();
+    impl->post([impl, id] { impl->do_hangup(id); });
+}
+
+void SipStack::release(DialogId id) {
+    Impl* impl = impl_.get();
+    impl->post([impl, id] { impl->do_release(id); });
+}
+
+DialogId SipStack::invite(const std::string& uri, const std::string& sdp, const std::string& line) {
+    Impl* impl = impl_.get();
+    DialogId id = impl->next_id++;
+    impl->post([impl, id, uri, sdp, line] { impl->do_invite(id, uri, sdp, line); });
+    return id;
+}
+
+void SipStack::send_info_dtmf(DialogId id, char digit) {
+    Impl* impl = impl_.get();
+    impl->post([impl, id, digit] { impl->do_info_dtmf(id, digit); });
+}
+
+void SipStack::refer(DialogId id, const std::string& target) {
+    Impl* impl = impl_.get();
+    impl->post([impl, id, target] { impl->do_refer(id, target); });
+}
+
+std::vector<LineStatus> SipStack::lines() const {
+    std::lock_guard lk(impl_->lines_mu);
+    return impl_->line_status;
+}
+
+std::string SipStack::contact_host() const {
+    return fmt::format("{}:{}", impl_->options.listen_host, impl_->options.listen_port);
+}
+
+}  // namespace parley::sip
