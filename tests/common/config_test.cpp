@@ -1,0 +1,153 @@
+// Config loading: defaults, overrides, and a table of bad configs with the message a user would see.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "common/config.h"
+
+namespace parley {
+namespace {
+
+std::string write_temp(const std::string& text) {
+    char name[] = "/tmp/parley-config-XXXXXX.toml";
+    int fd = mkstemps(name, 5);
+    EXPECT_GE(fd, 0);
+    ::close(fd);
+    std::ofstream(name) << text;
+    return name;
+}
+
+TEST(Config, DefaultsWithoutFile) {
+    std::string err;
+    auto cfg = load_config("", {}, &err);
+    ASSERT_TRUE(cfg) << err;
+    EXPECT_EQ(cfg->sip.listen_host, "0.0.0.0");
+    EXPECT_EQ(cfg->sip.listen_port, 5060);
+    EXPECT_EQ(cfg->media.rtp_port_min, 20000);
+    EXPECT_EQ(cfg->media.rtp_port_max, 29999);
+    EXPECT_EQ(cfg->call.handler, "echo");
+    EXPECT_EQ(cfg->call.max_concurrent, 32);
+    EXPECT_TRUE(cfg->lines.empty());
+}
+
+TEST(Config, TheReadmeExampleLoads) {
+    auto path = write_temp(R"(
+[sip]
+listen = "0.0.0.0:5060"
+[media]
+rtp_ports = "20000-29999"
+[call]
+handler = "echo"
+max_concurrent = 32
+[[line]]
+name = "office"
+registrar = "sip:pbx.example.com"
+user = "1001"
+password = "secret"
+)");
+    std::string err;
+    auto cfg = load_config(path, {}, &err);
+    ASSERT_TRUE(cfg) << err;
+    ASSERT_EQ(cfg->lines.size(), 1u);
+    EXPECT_EQ(cfg->lines[0].name, "office");
+    EXPECT_EQ(cfg->lines[0].auth_user, "1001");  // defaults to user
+    EXPECT_EQ(cfg->lines[0].transport, "udp");
+    std::remove(path.c_str());
+}
+
+TEST(Config, DefaultConfigTextIsValid) {
+    auto path = write_temp(default_config_text());
+    std::string err;
+    auto cfg = load_config(path, {}, &err);
+    ASSERT_TRUE(cfg) << err;
+    std::remove(path.c_str());
+}
+
+TEST(Config, OverridesSetAnyKeyAndCreateLines) {
+    std::string err;
+    auto cfg = load_config("",
+                           {"sip.listen=127.0.0.1:5070", "call.max_concurrent=4", "media.symmetric_rtp=false",
+                            "media.codecs=G722,PCMA", "line.0.user=1001", "line.0.registrar=sip:127.0.0.1:5080",
+                            "line.0.expires=60", "line.1.user=1002", "line.1.registrar=sip:pbx"},
+                           &err);
+    ASSERT_TRUE(cfg) << err;
+    EXPECT_EQ(cfg->sip.listen_host, "127.0.0.1");
+    EXPECT_EQ(cfg->sip.listen_port, 5070);
+    EXPECT_EQ(cfg->call.max_concurrent, 4);
+    EXPECT_FALSE(cfg->media.symmetric_rtp);
+    EXPECT_EQ(cfg->media.codecs, (std::vector<std::string>{"G722", "PCMA"}));
+    ASSERT_EQ(cfg->lines.size(), 2u);
+    EXPECT_EQ(cfg->lines[0].user, "1001");
+    EXPECT_EQ(cfg->lines[0].expires, 60);
+    EXPECT_EQ(cfg->lines[0].name, "line0");
+    EXPECT_EQ(cfg->lines[1].user, "1002");
+}
+
+TEST(Config, OverrideBeatsFile) {
+    auto path = write_temp("[call]\nmax_concurrent = 10\n[[line]]\nuser = \"1\"\nregistrar = \"sip:a\"\n");
+    std::string err;
+    auto cfg = load_config(path, {"call.max_concurrent=3", "line.0.user=2000"}, &err);
+    ASSERT_TRUE(cfg) << err;
+    EXPECT_EQ(cfg->call.max_concurrent, 3);
+    EXPECT_EQ(cfg->lines[0].user, "2000");
+    std::remove(path.c_str());
+}
+
+// A table of mistakes: each must fail with a message naming the key and what was expected.
+struct BadCase {
+    const char* name;
+    const char* file;                       // TOML text ("" = no file)
+    std::vector<std::string> overrides;
+    const char* expect;                     // substring of the error
+};
+
+class BadConfig : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadConfig, FailsWithAClearMessage) {
+    const auto& c = GetParam();
+    std::string path = *c.file ? write_temp(c.file) : "";
+    std::string err;
+    auto cfg = load_config(path, c.overrides, &err);
+    EXPECT_FALSE(cfg) << c.name;
+    EXPECT_NE(err.find(c.expect), std::string::npos) << "error was: " << err;
+    if (!path.empty()) {
+        EXPECT_NE(err.find(path), std::string::npos) << "error must name the file: " << err;
+        std::remove(path.c_str());
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BadConfig,
+    ::testing::Values(
+        BadCase{"syntax", "[sip\nlisten=1", {}, "line 1"},
+        BadCase{"unknown_section", "[sipp]\nlisten=\"a:1\"\n", {}, "sipp: unknown section"},
+        BadCase{"unknown_key", "[call]\nhandlr = \"echo\"\n", {}, "call.handlr: unknown key"},
+        BadCase{"wrong_type", "[call]\nmax_concurrent = \"many\"\n", {}, "call.max_concurrent: expected an integer"},
+        BadCase{"out_of_range", "[call]\nmax_concurrent = 0\n", {}, "call.max_concurrent: expected an integer from 1"},
+        BadCase{"bad_listen", "[sip]\nlisten = \"5060\"\n", {}, "sip.listen: expected \"host:port\""},
+        BadCase{"bad_port", "[sip]\nlisten = \"0.0.0.0:70000\"\n", {}, "sip.listen"},
+        BadCase{"bad_rtp_range", "[media]\nrtp_ports = \"30000-20000\"\n", {}, "media.rtp_ports"},
+        BadCase{"bad_codec", "[media]\ncodecs = [\"OPUS\"]\n", {}, "unknown codec \"OPUS\""},
+        BadCase{"bad_handler", "[call]\nhandler = \"llm\"\n", {}, "call.handler: expected"},
+        BadCase{"playback_without_file", "[call]\nhandler = \"playback\"\n", {}, "call.playback_file: required"},
+        BadCase{"line_without_user", "[[line]]\nregistrar = \"sip:pbx\"\n", {}, "line.0.user: required"},
+        BadCase{"line_bad_registrar", "[[line]]\nuser = \"1\"\nregistrar = \"pbx\"\n", {}, "line.0.registrar"},
+        BadCase{"line_bad_transport", "[[line]]\nuser=\"1\"\nregistrar=\"sip:a\"\ntransport=\"tls\"\n", {},
+                "line.0.transport"},
+        BadCase{"duplicate_line_names",
+                "[[line]]\nname=\"a\"\nuser=\"1\"\nregistrar=\"sip:a\"\n[[line]]\nname=\"a\"\nuser=\"2\"\n"
+                "registrar=\"sip:a\"\n",
+                {}, "used by two lines"},
+        BadCase{"set_without_equals", "", {"call.handler"}, "expected section.key=value"},
+        BadCase{"set_bad_int", "", {"call.max_concurrent=lots"}, "call.max_concurrent: expected an integer"},
+        BadCase{"set_skips_line_index", "", {"line.1.user=7"}, "the next one is line.0"},
+        BadCase{"set_unknown_key", "", {"media.colour=blue"}, "media.colour: unknown key"},
+        BadCase{"bad_log_level", "[log]\nlevel = \"loud\"\n", {}, "log.level"}),
+    [](const auto& p) { return std::string(p.param.name); });
+
+}  // namespace
+}  // namespace parley
