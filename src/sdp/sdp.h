@@ -36,14 +36,14 @@ struct MediaDescription {
     std::string media;     // "audio", "video", ...
     uint16_t port = 0;     // 0 = rejected/disabled stream
     std::string proto;     // "RTP/AVP", "RTP/SAVP", ...
-    std::vector<int> formats;  // payload types in the m= line, in preference order
+    std::vector<int> formats;  // payload types in the m= line, in preference order (empty: non-RTP proto)
     std::vector<RtpMap> rtpmaps;
     std::vector<Fmtp> fmtps;
     std::optional<int> ptime;     // a=ptime (ms)
     std::optional<int> maxptime;  // a=maxptime (ms)
     std::optional<std::string> connection_address;  // media-level c= (IP4/IP6 address)
     std::optional<uint16_t> rtcp_port;              // a=rtcp:
-    Direction direction = Direction::kSendRecv;
+    Direction direction = Direction::kSendRecv;  // effective: the session-level one if the section has none
 };
 
 struct SessionDescription {
@@ -101,7 +101,8 @@ Answer answer_offer(const SessionDescription& offer, const LocalMedia& local);
 // Our offer (for outgoing calls, and for incoming INVITEs that carry no SDP).
 std::string make_offer(const LocalMedia& local);
 
-// Reads the peer's answer to make_offer(local). nullopt (and *error) when it accepts none of our codecs.
+// Reads the peer's answer to make_offer(local). nullopt (and *error) when it accepts none of our codecs
+// or refuses the audio stream.
 std::optional<NegotiatedMedia> accept_answer(const SessionDescription& answer, const LocalMedia& local,
                                              std::string* error = nullptr);
 
