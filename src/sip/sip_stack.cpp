@@ -203,7 +203,6 @@ struct SipStack::Impl {
                          SIPTAG_USER_AGENT_STR(options.user_agent.c_str()),
                          NUTAG_MEDIA_ENABLE(0),      // SDP is ours (src/sdp), sofia only carries it
                          NUTAG_AUTOANSWER(0), NUTAG_AUTOACK(1), NUTAG_ENABLEINVITE(1),
-                         NUTAG_APPL_METHOD("OPTIONS"),  // we answer OPTIONS ourselves (and free the handle)
                          NUTAG_ALLOW("INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY, REFER, UPDATE"),
                          NUTAG_OUTBOUND("no-options-keepalive, no-validate, no-natify"),
                          NUTAG_SESSION_TIMER(0), TAG_END());
@@ -372,9 +371,9 @@ struct SipStack::Impl {
                 else if (nh) nua_handle_destroy(nh);
                 return;
             case nua_i_options:
-                nua_respond(nh, SIP_200_OK, SIPTAG_ACCEPT_STR("application/sdp"),
-                            SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY, REFER"), TAG_END());
-                if (!d) nua_handle_destroy(nh);
+                // NUA has already answered 200 with Allow/Accept (we do not list OPTIONS in
+                // NUTAG_APPL_METHOD: responding and destroying in one go races and yields a 500).
+                if (!d && !line && nh) nua_handle_destroy(nh);
                 return;
             case nua_i_state: {
                 if (!d) return;
