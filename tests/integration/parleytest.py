@@ -1,0 +1,1049 @@
+"""parleytest: a small harness for Parley's black-box integration tests (stdlib + numpy only).
+
+Each test script does:
+
+    from parleytest import Test, check
+    def main(t):
+        p = t.parley(call={"handler": "echo"})      # writes the TOML, starts `parley run`, waits for ready
+        r = t.sipp("uac_basic.xml", p.sip_addr)     # runs a scenario from tests/sip/scenarios
+        check(r.rc == 0, "sipp failed")
+        p.stop()                                    # SIGTERM, must exit 0 within 10 s
+    Test("name", __doc__).run(main)
+
+What the harness gives:
+  * a temp work dir per test (kept on failure or with --keep),
+  * free loopback ports: the SIP port, and a private even-aligned RTP port range per process, chosen
+    below the kernel's ephemeral range so parallel tests do not collide,
+  * processes (parley, sipp, tshark, kamailio, baresip) started in their own session and always killed
+    at the end, every wait bounded,
+  * a classic pcap / pcapng reader, UDP/RTP/SIP extraction, G.711 decoding, speech detection,
+  * /proc/PID stats (fds, threads, VmRSS),
+  * on failure the tail of every log it knows about (parley, sipp errors, kamailio, baresip).
+
+Run a test alone: /usr/bin/python3 tests/integration/test_x.py --parley build/bin/parley [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO / "tests" / "sip" / "scenarios"
+DATA = REPO / "tests" / "data" / "integration"
+
+
+class TestFailure(Exception):
+    """A check failed: the test reports FAIL and exits 1."""
+
+
+def check(cond, msg: str):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def log(msg: str):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def wait_until(pred, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Polls pred() until it returns a truthy value (returned) or `timeout` seconds pass (TestFailure)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise TestFailure(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Ports
+
+_taken: set[int] = set()
+
+
+def _udp_free(port: int) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _tcp_free(port: int) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port(tcp: bool = True) -> int:
+    """A loopback port free for UDP (and TCP when tcp=True), from the kernel's ephemeral range."""
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port in _taken or (tcp and not _tcp_free(port)):
+            continue
+        _taken.add(port)
+        return port
+    raise TestFailure("no free loopback port found")
+
+
+def free_port_range(n: int, lo: int = 20000, hi: int = 32700) -> tuple[int, int]:
+    """An even-aligned block [first, first+n-1] of UDP ports (n even) that are all free right now.
+
+    Taken below the ephemeral range (32768+) so that ports the kernel hands out (sipp, SIP sockets) never
+    land inside it; the random start makes collisions between tests run in parallel unlikely."""
+    n += n % 2
+    for _ in range(500):
+        first = random.randrange(lo, hi - n) & ~1
+        ports = range(first, first + n)
+        if any(p in _taken for p in ports):
+            continue
+        if all(_udp_free(p) for p in ports):
+            _taken.update(ports)
+            return first, first + n - 1
+    raise TestFailure(f"no free block of {n} UDP ports found")
+
+
+# ----------------------------------------------------------------------------------------------------
+# TOML
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def toml_dumps(cfg: dict) -> str:
+    """Sections are dicts; a list of dicts is an array of tables ([[line]])."""
+    out = []
+    for sec, body in cfg.items():
+        if isinstance(body, dict):
+            out.append(f"[{sec}]")
+            out += [f"{k} = {_toml_value(v)}" for k, v in body.items() if v is not None]
+            out.append("")
+        elif isinstance(body, list):
+            for item in body:
+                out.append(f"[[{sec}]]")
+                out += [f"{k} = {_toml_value(v)}" for k, v in item.items() if v is not None]
+                out.append("")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Processes
+
+def proc_stats(pid: int) -> dict:
+    """Open fds, threads and VmRSS (KiB) of a live process, from /proc."""
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    st = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            st[k] = v.strip()
+    return {"fds": fds, "threads": int(st["Threads"]), "rss_kib": int(st["VmRSS"].split()[0])}
+
+
+def parse_kv(line: str) -> dict:
+    """key=value pairs of a log line (values may be "quoted")."""
+    d = {}
+    for m in re.finditer(r'([A-Za-z_][\w.\-]*)=("(?:[^"\\]|\\.)*"|\S*)', line):
+        v = m.group(2)
+        if v.startswith('"') and v.endswith('"') and len(v) >= 2:
+            v = v[1:-1]
+        d[m.group(1)] = v
+    return d
+
+
+def tail(path, n: int = 40) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 200_000))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        return "\n".join(lines[-n:])
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+
+
+class Parley:
+    """One `parley run` process with its own config, ports and log file."""
+
+    def __init__(self, t: "Test", name: str, cfg: dict, sets: list[str]):
+        self.t = t
+        self.name = name
+        self.cfg = cfg
+        self.sets = sets
+        self.config_path = t.dir / f"{name}.toml"
+        self.log_path = t.dir / f"{name}.log"
+        self.config_path.write_text(toml_dumps(cfg))
+        host, port = cfg["sip"]["listen"].rsplit(":", 1)
+        self.sip_host, self.sip_port = host, int(port)
+        lo, hi = cfg["media"]["rtp_ports"].split("-")
+        self.rtp_lo, self.rtp_hi = int(lo), int(hi)
+        self.proc: subprocess.Popen | None = None
+        self.exit_code = None
+
+    @property
+    def sip_addr(self) -> str:
+        return f"{self.sip_host}:{self.sip_port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(self, ready_timeout: float = 20.0):
+        cmd = [str(self.t.parley_bin), "run", "--config", str(self.config_path)]
+        for s in self.sets:
+            cmd += ["--set", s]
+        log(f"starting {' '.join(cmd)}")
+        self._logf = open(self.log_path, "ab")
+        self.proc = self.t.spawn(cmd, stdout=self._logf, stderr=subprocess.STDOUT, name=self.name,
+                                 log_path=self.log_path, kill_group=False)
+        self.started_at = time.monotonic()
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise TestFailure(f"{self.name} exited with {self.proc.returncode} before event=ready")
+            return re.search(r"\bevent=ready\b", self.text())
+        wait_until(ready, ready_timeout, what=f"{self.name} event=ready")
+        log(f"{self.name} ready (pid {self.pid}, sip {self.sip_addr}, rtp {self.rtp_lo}-{self.rtp_hi})")
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def events(self, name: str, **match) -> list[dict]:
+        """Parsed log lines with event=name (and every key=value in match)."""
+        out = []
+        for line in self.text().splitlines():
+            if f"event={name}" not in line:
+                continue
+            kv = parse_kv(line)
+            if kv.get("event") != name:
+                continue
+            if all(kv.get(k) == str(v) for k, v in match.items()):
+                kv["_line"] = line
+                out.append(kv)
+        return out
+
+    def wait_event(self, name: str, count: int = 1, timeout: float = 10.0, **match) -> list[dict]:
+        def got():
+            if not self.alive():
+                raise TestFailure(f"{self.name} died (exit {self.proc.returncode}) waiting for event={name}")
+            ev = self.events(name, **match)
+            return ev if len(ev) >= count else None
+        return wait_until(got, timeout, what=f"{count} x event={name} {match or ''} in {self.name}'s log")
+
+    def stats(self) -> dict:
+        check(self.alive(), f"{self.name} is not running")
+        return proc_stats(self.pid)
+
+    def check_alive(self, when: str = ""):
+        check(self.alive(), f"{self.name} died {when}: exit code {self.proc.returncode if self.proc else None}")
+
+    def stop(self, timeout: float = 10.0, expect_code: int | None = 0) -> int:
+        """SIGTERM; the process must exit (with expect_code) within `timeout` s, else SIGKILL and fail."""
+        check(self.proc is not None, "parley never started")
+        if self.proc.poll() is not None:
+            raise TestFailure(f"{self.name} already exited with {self.proc.returncode} before SIGTERM")
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise TestFailure(f"{self.name} did not exit within {timeout} s of SIGTERM (killed)")
+        dt = time.monotonic() - t0
+        self.exit_code = code
+        log(f"{self.name} exited with {code} {dt:.2f} s after SIGTERM")
+        if expect_code is not None:
+            check(code == expect_code, f"{self.name} exit code after SIGTERM: expected {expect_code}, got {code}")
+        return code
+
+
+@dataclass
+class SippResult:
+    rc: int
+    elapsed: float
+    stat_file: Path
+    err_file: Path
+    msg_file: Path
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def successful(self) -> int:
+        return int(self.stats.get("SuccessfulCall(C)", -1))
+
+    @property
+    def failed(self) -> int:
+        return int(self.stats.get("FailedCall(C)", -1))
+
+    def errors(self) -> str:
+        try:
+            return self.err_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def messages(self) -> str:
+        try:
+            return self.msg_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def _read_sipp_stats(path: Path) -> dict:
+    try:
+        rows = [r for r in path.read_text(errors="replace").splitlines() if r.strip()]
+    except OSError:
+        return {}
+    if len(rows) < 2:
+        return {}
+    head = rows[0].split(";")
+    last = rows[-1].split(";")
+    return dict(zip(head, last))
+
+
+class Sipp:
+    """A sipp process started in the background (see Test.sipp for the arguments)."""
+
+    def __init__(self, t: "Test", cmd: list[str], name: str, timeout: float, files: dict):
+        self.t = t
+        self.name = name
+        self.timeout = timeout
+        self.files = files
+        self.t0 = time.monotonic()
+        self._out = open(files["out"], "wb")
+        self.proc = t.spawn(cmd, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            name=name, cwd=t.dir)
+
+    def wait(self) -> SippResult:
+        try:
+            rc = self.proc.wait(self.timeout + 20)
+        except subprocess.TimeoutExpired:
+            self.t.kill(self.proc)
+            raise TestFailure(f"{self.name} did not exit within {self.timeout + 20:.0f} s (killed)")
+        r = SippResult(rc, time.monotonic() - self.t0, self.files["stat"], self.files["err"],
+                       self.files["msg"], _read_sipp_stats(self.files["stat"]))
+        log(f"{self.name}: rc={rc} successful={r.successful} failed={r.failed} in {r.elapsed:.1f} s")
+        if rc != 0:
+            self.t.extra_logs.append(self.files["err"])
+        return r
+
+
+class Capture:
+    """tshark on lo writing a classic pcap; stop() with SIGINT and wait until the file is complete."""
+
+    def __init__(self, t: "Test", bpf: str, name: str = "capture"):
+        self.t = t
+        self.bpf = bpf
+        self.path = t.dir / f"{name}.pcap"
+        self.err_path = t.dir / f"{name}.tshark.log"
+        self.name = name
+        self.proc = None
+
+    def start(self, timeout: float = 15.0):
+        cmd = ["tshark", "-i", "lo", "-f", self.bpf, "-w", str(self.path), "-F", "pcap", "-q"]
+        self._err = open(self.err_path, "wb")
+        self.proc = self.t.spawn(cmd, stdout=subprocess.DEVNULL, stderr=self._err, name=self.name)
+
+        def capturing():
+            if self.proc.poll() is not None:
+                raise TestFailure(f"tshark exited with {self.proc.returncode}: {tail(self.err_path, 5)}")
+            return "Capturing on" in self.err_path.read_text(errors="replace")
+        wait_until(capturing, timeout, what="tshark to start capturing")
+        time.sleep(0.5)  # dumpcap has the socket open before it prints, but be safe
+        log(f"tshark capturing on lo: {self.bpf}")
+        return self
+
+    def stop(self, timeout: float = 15.0) -> list["Udp"]:
+        time.sleep(0.3)  # let the last packets in flight reach the capture
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.t.kill(self.proc)
+                raise TestFailure(f"tshark did not stop within {timeout} s of SIGINT")
+        self.packets = read_pcap_udp(self.path)
+        log(f"capture {self.path.name}: {len(self.packets)} UDP datagrams")
+        return self.packets
+
+
+# ----------------------------------------------------------------------------------------------------
+# pcap / UDP / RTP / SIP
+
+@dataclass
+class Udp:
+    ts: float
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    data: bytes
+
+
+def _l3_offset(linktype: int, frame: bytes):
+    """Offset of the IPv4 header in a frame, or None."""
+    if linktype == 1:  # Ethernet
+        off, etype = 14, struct.unpack("!H", frame[12:14])[0]
+        while etype == 0x8100 and len(frame) >= off + 4:
+            etype = struct.unpack("!H", frame[off + 2:off + 4])[0]
+            off += 4
+        return off if etype == 0x0800 else None
+    if linktype == 113:  # Linux cooked
+        return 16 if struct.unpack("!H", frame[14:16])[0] == 0x0800 else None
+    if linktype == 276:  # Linux cooked v2
+        return 20 if struct.unpack("!H", frame[0:2])[0] == 0x0800 else None
+    if linktype == 0:  # BSD loopback
+        return 4
+    if linktype in (101, 228):  # raw IP / raw IPv4
+        return 0
+    return None
+
+
+def _udp_from_frame(linktype: int, ts: float, frame: bytes):
+    off = _l3_offset(linktype, frame)
+    if off is None or len(frame) < off + 20:
+        return None
+    vihl = frame[off]
+    if vihl >> 4 != 4:
+        return None
+    ihl = (vihl & 15) * 4
+    total = struct.unpack("!H", frame[off + 2:off + 4])[0]
+    frag = struct.unpack("!H", frame[off + 6:off + 8])[0]
+    if frame[off + 9] != 17 or (frag & 0x1FFF) or (frag & 0x2000):
+        return None  # not UDP, or a fragment (loopback MTU is 64 KiB: never seen here)
+    src = socket.inet_ntoa(frame[off + 12:off + 16])
+    dst = socket.inet_ntoa(frame[off + 16:off + 20])
+    u = off + ihl
+    sport, dport, ulen = struct.unpack("!HHH", frame[u:u + 6])
+    end = min(len(frame), off + total, u + ulen)
+    return Udp(ts, src, sport, dst, dport, bytes(frame[u + 8:end]))
+
+
+def read_pcap_udp(path) -> list[Udp]:
+    """UDP/IPv4 datagrams of a classic pcap (µs or ns) or pcapng file, in capture order."""
+    data = Path(path).read_bytes()
+    out = []
+    if len(data) < 24:
+        raise TestFailure(f"{path}: not a complete capture file ({len(data)} bytes)")
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"):
+        le = magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
+        e = "<" if le else ">"
+        nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+        linktype = struct.unpack(e + "I", data[20:24])[0] & 0x0FFFFFFF
+        pos = 24
+        while pos + 16 <= len(data):
+            sec, frac, incl, _orig = struct.unpack(e + "IIII", data[pos:pos + 16])
+            pos += 16
+            if pos + incl > len(data):
+                break  # truncated last record
+            ts = sec + frac / (1e9 if nano else 1e6)
+            u = _udp_from_frame(linktype, ts, data[pos:pos + incl])
+            if u:
+                out.append(u)
+            pos += incl
+        return out
+    if magic == b"\x0a\x0d\x0d\x0a":  # pcapng (only SHB, IDB, EPB, SPB matter)
+        pos, e, ifaces = 0, "<", []
+        while pos + 12 <= len(data):
+            btype = struct.unpack(e + "I", data[pos:pos + 4])[0]
+            if btype == 0x0A0D0D0A:
+                e = "<" if data[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+                ifaces = []
+            blen = struct.unpack(e + "I", data[pos + 4:pos + 8])[0]
+            if blen < 12 or pos + blen > len(data):
+                break
+            body = data[pos + 8:pos + blen - 4]
+            if btype == 1:
+                lt = struct.unpack(e + "H", body[0:2])[0]
+                res = 1e-6
+                o = 8
+                while o + 4 <= len(body):
+                    code, olen = struct.unpack(e + "HH", body[o:o + 4])
+                    if code == 0:
+                        break
+                    if code == 9 and olen >= 1:
+                        v = body[o + 4]
+                        res = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+                    o += 4 + ((olen + 3) & ~3)
+                ifaces.append((lt, res))
+            elif btype == 6:
+                iid, hi, lo, cap = struct.unpack(e + "IIII", body[0:16])
+                lt, res = ifaces[iid] if iid < len(ifaces) else (1, 1e-6)
+                u = _udp_from_frame(lt, ((hi << 32) | lo) * res, body[20:20 + cap])
+                if u:
+                    out.append(u)
+            elif btype == 3 and ifaces:
+                u = _udp_from_frame(ifaces[0][0], 0.0, body[4:])
+                if u:
+                    out.append(u)
+            pos += blen
+        return out
+    raise TestFailure(f"{path}: unknown capture file format (magic {magic.hex()})")
+
+
+@dataclass
+class Rtp:
+    ts: float  # capture time
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    pt: int
+    marker: bool
+    seq: int
+    rtp_ts: int
+    ssrc: int
+    payload: bytes
+
+
+def parse_rtp(u: Udp):
+    """An RTP packet (not RTCP, not STUN) or None."""
+    d = u.data
+    if len(d) < 12 or d[0] >> 6 != 2:
+        return None
+    pt = d[1] & 0x7F
+    if 72 <= pt <= 76:  # RTCP 200-204 seen through the RTP header layout
+        return None
+    cc = d[0] & 15
+    off = 12 + 4 * cc
+    if d[0] & 0x10:  # header extension
+        if len(d) < off + 4:
+            return None
+        off += 4 + 4 * struct.unpack("!H", d[off + 2:off + 4])[0]
+    end = len(d)
+    if d[0] & 0x20 and end > off:  # padding
+        end -= d[-1]
+    if end < off:
+        return None
+    seq, rts, ssrc = struct.unpack("!HII", d[2:12])
+    return Rtp(u.ts, u.src, u.sport, u.dst, u.dport, pt, bool(d[1] & 0x80), seq, rts, ssrc, d[off:end])
+
+
+def rtp_packets(packets: list[Udp], src_ports=None, dst_ports=None) -> list[Rtp]:
+    out = []
+    for u in packets:
+        if src_ports is not None and u.sport not in src_ports:
+            continue
+        if dst_ports is not None and u.dport not in dst_ports:
+            continue
+        r = parse_rtp(u)
+        if r:
+            out.append(r)
+    return out
+
+
+def rtp_streams(packets: list[Udp], src_ports=None, dst_ports=None) -> dict[int, list[Rtp]]:
+    """RTP packets grouped by SSRC, each list in capture order."""
+    streams: dict[int, list[Rtp]] = {}
+    for r in rtp_packets(packets, src_ports, dst_ports):
+        streams.setdefault(r.ssrc, []).append(r)
+    return streams
+
+
+def _ulaw_table() -> np.ndarray:
+    u = ~np.arange(256, dtype=np.int32) & 0xFF
+    sign = u & 0x80
+    exp = (u >> 4) & 7
+    mant = u & 15
+    mag = (((mant << 3) + 0x84) << exp) - 0x84
+    return np.where(sign != 0, -mag, mag).astype(np.int16)
+
+
+def _alaw_table() -> np.ndarray:
+    a = np.arange(256, dtype=np.int32) ^ 0x55
+    sign = a & 0x80
+    exp = (a >> 4) & 7
+    mant = a & 15
+    mag = np.where(exp == 0, (mant << 4) + 8, ((mant << 4) + 0x108) << np.maximum(exp - 1, 0))
+    return np.where(sign != 0, mag, -mag).astype(np.int16)
+
+
+ULAW = _ulaw_table()
+ALAW = _alaw_table()
+
+
+def g711_decode(payload: bytes, pt: int) -> np.ndarray:
+    b = np.frombuffer(payload, dtype=np.uint8)
+    if pt == 0:
+        return ULAW[b]
+    if pt == 8:
+        return ALAW[b]
+    raise TestFailure(f"cannot decode payload type {pt} (only PCMU/PCMA)")
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x.astype(np.float64))))) if len(x) else 0.0
+
+
+def stream_speech_packets(stream: list[Rtp], threshold: float = 300.0) -> int:
+    """How many packets of a G.711 stream carry sound (RMS above `threshold` of 32768), not silence."""
+    return sum(1 for r in stream if r.pt in (0, 8) and rms(g711_decode(r.payload, r.pt)) > threshold)
+
+
+def stream_audio(stream: list[Rtp]) -> np.ndarray:
+    """Decoded G.711 audio of a stream, packets in RTP timestamp order, gaps filled with zeros."""
+    pkts = sorted((r for r in stream if r.pt in (0, 8)), key=lambda r: r.rtp_ts)
+    if not pkts:
+        return np.zeros(0, np.int16)
+    t0 = pkts[0].rtp_ts
+    end = max((r.rtp_ts - t0) & 0xFFFFFFFF for r in pkts) + max(len(r.payload) for r in pkts)
+    out = np.zeros(end, np.int16)
+    for r in pkts:
+        o = (r.rtp_ts - t0) & 0xFFFFFFFF
+        pcm = g711_decode(r.payload, r.pt)
+        out[o:o + len(pcm)] = pcm
+    return out
+
+
+def sip_messages(packets: list[Udp], port: int | None = None) -> list[tuple[Udp, str]]:
+    """SIP datagrams (to or from `port`) as (datagram, text)."""
+    out = []
+    for u in packets:
+        if port is not None and port not in (u.sport, u.dport):
+            continue
+        if not u.data[:20].strip():
+            continue
+        text = u.data.decode("utf-8", "replace")
+        first = text.split("\r\n", 1)[0]
+        if first.startswith("SIP/2.0 ") or re.match(r"^[A-Z]+ \S+ SIP/2\.0$", first):
+            out.append((u, text))
+    return out
+
+
+def sip_first_line(text: str) -> str:
+    return text.split("\r\n", 1)[0]
+
+
+def sip_header(text: str, name: str, compact: str | None = None) -> str | None:
+    head = text.split("\r\n\r\n", 1)[0]
+    for line in head.split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        k = k.strip().lower()
+        if k == name.lower() or (compact and k == compact.lower()):
+            return v.strip()
+    return None
+
+
+def sip_body(text: str) -> str:
+    return text.split("\r\n\r\n", 1)[1] if "\r\n\r\n" in text else ""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Audio files
+
+def speech_wav(t: "Test", text: str, path: Path, rate: int = 8000, seconds: float | None = None,
+               pad: tuple[float, float] = (0.0, 0.0), gain_db: float | None = None) -> Path:
+    """espeak-ng speech as a mono 16-bit WAV at `rate`, optionally cut to `seconds` and padded with silence."""
+    raw = path.with_suffix(".espeak.wav")
+    t.run_cmd(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text])
+    cmd = ["sox", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(path)]
+    if gain_db is not None:
+        cmd += ["gain", "-n", str(gain_db)]
+    if seconds is not None:
+        cmd += ["trim", "0", str(seconds)]
+    if pad != (0.0, 0.0):
+        cmd += ["pad", str(pad[0]), str(pad[1])]
+    t.run_cmd(cmd)
+    return path
+
+
+def wav_to_ulaw(t: "Test", wav: Path, out: Path) -> Path:
+    """Raw 8 kHz µ-law (what sipp's rtp_stream="file,loops,0" sends byte for byte)."""
+    t.run_cmd(["sox", "-D", str(wav), "-t", "raw", "-r", "8000", "-c", "1", "-e", "u-law", "-b", "8", str(out)])
+    return out
+
+
+def read_wav(path) -> tuple[int, np.ndarray]:
+    """(rate, samples as float64 in [-1, 1], first channel) of a PCM WAV."""
+    with wave.open(str(path), "rb") as w:
+        rate, ch, sw, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+        raw = w.readframes(n)
+    if sw == 2:
+        x = np.frombuffer(raw, "<i2").astype(np.float64) / 32768.0
+    elif sw == 1:
+        x = (np.frombuffer(raw, np.uint8).astype(np.float64) - 128) / 128.0
+    elif sw == 4:
+        x = np.frombuffer(raw, "<i4").astype(np.float64) / 2147483648.0
+    else:
+        raise TestFailure(f"{path}: unsupported sample width {sw}")
+    return rate, x.reshape(-1, ch)[:, 0] if ch > 1 else x
+
+
+def envelope(x: np.ndarray, rate: int, frame_ms: float = 10.0) -> np.ndarray:
+    """RMS per frame (default 10 ms)."""
+    n = max(1, int(rate * frame_ms / 1000))
+    m = len(x) // n
+    return np.sqrt(np.mean(np.square(x[: m * n].reshape(m, n)), axis=1)) if m else np.zeros(0)
+
+
+def best_lag(ref: np.ndarray, sig: np.ndarray, max_lag: int) -> tuple[int, float]:
+    """Lag L in [0, max_lag] maximising the normalised cross-correlation of ref[n] with sig[n + L].
+
+    Both are mean-removed over the overlapping part; returns (L, correlation in [-1, 1])."""
+    best = (0, -2.0)
+    for lag in range(0, max_lag + 1):
+        n = min(len(ref), len(sig) - lag)
+        if n < 10:
+            break
+        a = ref[:n] - ref[:n].mean()
+        b = sig[lag:lag + n] - sig[lag:lag + n].mean()
+        den = np.sqrt(np.dot(a, a) * np.dot(b, b))
+        c = float(np.dot(a, b) / den) if den > 0 else 0.0
+        if c > best[1]:
+            best = (lag, c)
+    return best
+
+
+def md5hex(s: str) -> str:
+    return hashlib.md5(s.encode()).hexdigest()
+
+
+class StubRegistrar:
+    """A minimal UDP registrar: answers every REGISTER with 200 OK (no auth), in a thread.
+
+    For tests that need a [[line]] to exist (e.g. for its credentials) without a real registrar."""
+
+    def __init__(self, t: "Test"):
+        import threading
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[str] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        t.on_cleanup(self.close)
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except (socket.timeout, OSError):
+                continue
+            text = data.decode("utf-8", "replace")
+            if not text.startswith("REGISTER "):
+                continue
+            self.requests.append(text)
+            head = text.split("\r\n\r\n", 1)[0].split("\r\n")[1:]
+            keep = [h for h in head if h.split(":", 1)[0].strip().lower() in
+                    ("via", "v", "from", "f", "call-id", "i", "cseq")]
+            to = next((h for h in head if h.split(":", 1)[0].strip().lower() in ("to", "t")), "To: <sip:x@x>")
+            contact = next((h for h in head if h.split(":", 1)[0].strip().lower() in ("contact", "m")), None)
+            exp = sip_header(text, "Expires") or "60"
+            lines = ["SIP/2.0 200 OK"] + keep + [to + ";tag=stubreg"]
+            if contact and exp.strip() != "0" and ";expires=0" not in contact:
+                lines.append(f"{contact.split(';expires')[0]};expires={exp.strip()}")
+            lines += ["Content-Length: 0", "", ""]
+            try:
+                self.sock.sendto("\r\n".join(lines).encode(), addr)
+            except OSError:
+                pass
+
+    def close(self):
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()
+
+
+@dataclass
+class CallResult:
+    rc: int
+    elapsed: float
+    stdout: str
+    log_path: Path
+    cfg: dict
+
+
+# ----------------------------------------------------------------------------------------------------
+# The test
+
+class Test:
+    def __init__(self, name: str, doc: str | None = None):
+        self.name = name
+        ap = argparse.ArgumentParser(description=(doc or name).strip().splitlines()[0])
+        ap.add_argument("--parley", default=os.environ.get("PARLEY_BIN", str(REPO / "build" / "bin" / "parley")),
+                        help="the parley binary under test (default: build/bin/parley)")
+        ap.add_argument("--keep", action="store_true", help="keep the work dir even when the test passes")
+        self.args = ap.parse_args()
+        self.parley_bin = Path(self.args.parley).resolve()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"parley-it-{name}-"))
+        self.procs: list[tuple[subprocess.Popen, str, bool]] = []
+        self.logs: list[Path] = []
+        self.extra_logs: list[Path] = []
+        self.measures: dict[str, object] = {}
+        self.parleys: list[Parley] = []
+        self._cleanups = []
+        self.failures: list[str] = []
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+    def expect(self, cond, msg: str) -> bool:
+        """A check that does not stop the test: the failure is printed now and fails the test at the end
+        (so that one Parley bug does not hide the result of the next, independent check)."""
+        if not cond:
+            self.failures.append(msg)
+            log(f"CHECK FAILED: {msg}")
+        return bool(cond)
+
+    def measure(self, key: str, value):
+        self.measures[key] = value
+        print(f"MEASURE {self.name}.{key} = {value}", flush=True)
+
+    def on_cleanup(self, fn):
+        self._cleanups.append(fn)
+
+    def spawn(self, cmd, name: str, log_path=None, kill_group: bool = True, **kw) -> subprocess.Popen:
+        """Starts a process in its own session; it is killed (with its group) at the end of the test."""
+        p = subprocess.Popen([str(c) for c in cmd], start_new_session=True, **kw)
+        self.procs.append((p, name, kill_group))
+        if log_path:
+            self.logs.append(Path(log_path))
+        return p
+
+    def kill(self, p: subprocess.Popen, grace: float = 3.0):
+        """SIGTERM then SIGKILL one process we started (and its process group: it leads its session)."""
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # leftover children in its group (e.g. kamailio workers), and the leader itself
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def run_cmd(self, cmd, timeout: float = 60.0, **kw) -> subprocess.CompletedProcess:
+        r = subprocess.run([str(c) for c in cmd], capture_output=True, timeout=timeout, **kw)
+        if r.returncode != 0:
+            raise TestFailure(f"{' '.join(map(str, cmd))} failed ({r.returncode}): "
+                              f"{r.stderr.decode(errors='replace')[-2000:]}")
+        return r
+
+    # -- parley -------------------------------------------------------------------------------------
+    def parley_config(self, rtp_ports: int = 100, **sections) -> dict:
+        """A config with fresh ports; keyword args update sections (sip=, media=, call=, log=, line=[...])."""
+        lo, hi = free_port_range(rtp_ports)
+        cfg = {
+            "sip": {"listen": f"127.0.0.1:{free_port()}"},
+            "media": {"rtp_ports": f"{lo}-{hi}", "address": "127.0.0.1", "codecs": ["PCMU", "PCMA", "G722"],
+                      "timeout_s": 30},
+            "call": {"handler": "echo", "max_concurrent": 32, "answer_delay_ms": 0, "echo_delay_ms": 200},
+            "log": {"level": "info"},
+        }
+        for sec, vals in sections.items():
+            if isinstance(vals, dict):
+                cfg.setdefault(sec, {}).update(vals)
+            else:
+                cfg[sec] = vals
+        return cfg
+
+    def parley(self, name: str = "parley", sets: list[str] | None = None, start: bool = True,
+               rtp_ports: int = 100, **sections) -> Parley:
+        check(self.parley_bin.is_file() and os.access(self.parley_bin, os.X_OK),
+              f"parley binary not found or not executable: {self.parley_bin}")
+        p = Parley(self, name, self.parley_config(rtp_ports, **sections), sets or [])
+        self.parleys.append(p)
+        if start:
+            p.start()
+        return p
+
+    def parley_call(self, uri: str, name: str = "call", args: list | None = None, timeout: float = 40.0,
+                    rtp_ports: int = 20, **sections) -> CallResult:
+        """Runs `parley call URI --config <fresh config> --timeout <timeout> [args]` to completion."""
+        check(self.parley_bin.is_file() and os.access(self.parley_bin, os.X_OK),
+              f"parley binary not found or not executable: {self.parley_bin}")
+        cfg = self.parley_config(rtp_ports, **sections)
+        cfg_path = self.dir / f"{name}.toml"
+        cfg_path.write_text(toml_dumps(cfg))
+        log_path, out_path = self.dir / f"{name}.log", self.dir / f"{name}.stdout"
+        cmd = [self.parley_bin, "call", uri, "--config", cfg_path, "--timeout", str(int(timeout))] + (args or [])
+        log(f"{name}: {' '.join(map(str, cmd))}")
+        t0 = time.monotonic()
+        with open(log_path, "wb") as le, open(out_path, "wb") as lo:
+            p = self.spawn(cmd, name=name, log_path=log_path, kill_group=False, stdout=lo, stderr=le,
+                           stdin=subprocess.DEVNULL)
+            try:
+                rc = p.wait(timeout + 15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+                raise TestFailure(f"parley call did not exit within {timeout + 15:.0f} s (its own --timeout "
+                                  f"{timeout:.0f} s): killed")
+        r = CallResult(rc, time.monotonic() - t0, out_path.read_text(errors="replace"), log_path, cfg)
+        log(f"{name}: exit {rc} after {r.elapsed:.1f} s; stdout: {r.stdout.strip()}")
+        return r
+
+    # -- sipp ---------------------------------------------------------------------------------------
+    def sipp_start(self, scenario: str, target: str | None, *, calls: int = 1, limit: int = 1,
+                   rate: float | None = None, timeout: float = 30.0, duration_ms: int | None = None,
+                   keys: dict | None = None, service: str | None = None, name: str | None = None,
+                   extra: list | None = None, server: bool = False, local_port: int | None = None,
+                   media_port: int | None = None) -> Sipp:
+        """Starts sipp with tests/sip/scenarios/<scenario> (or a path) against `target` (host:port).
+
+        Always: -i/-mi 127.0.0.1, its own SIP and media ports, -timeout with -timeout_error, stats/errors/
+        messages traced to files in the work dir. duration_ms is -d (the length of a bare <pause/>)."""
+        sc = Path(scenario) if os.sep in scenario else SCENARIOS / scenario
+        check(sc.is_file(), f"no scenario {sc}")
+        self._sipp_n = getattr(self, "_sipp_n", 0) + 1
+        name = name or f"sipp{self._sipp_n}-{sc.stem}"
+        self.sipp_local_port = local_port or free_port()
+        mp = media_port or free_port_range(4)[0]
+        files = {k: self.dir / f"{name}.{ext}" for k, ext in
+                 (("stat", "stat.csv"), ("err", "errors.log"), ("msg", "messages.log"), ("out", "out.log"),
+                  ("screen", "screen.log"))}
+        cmd = ["sipp"]
+        if target:
+            cmd.append(target)
+        cmd += ["-sf", str(sc), "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(self.sipp_local_port),
+                "-mp", str(mp), "-m", str(calls), "-l", str(limit), "-nostdin",
+                "-timeout", f"{int(timeout)}s", "-timeout_error",
+                "-trace_stat", "-stf", str(files["stat"]), "-fd", "1",
+                "-trace_err", "-error_file", str(files["err"]),
+                "-trace_msg", "-message_file", str(files["msg"]),
+                "-trace_screen", "-screen_file", str(files["screen"])]
+        if rate is not None:
+            cmd += ["-r", str(rate)]
+        if duration_ms is not None:
+            cmd += ["-d", str(duration_ms)]
+        if service:
+            cmd += ["-s", service]
+        for k, v in (keys or {}).items():
+            cmd += ["-key", k, str(v)]
+        cmd += [str(x) for x in (extra or [])]
+        log(f"{name}: {' '.join(cmd)}")
+        s = Sipp(self, cmd, name, timeout, files)
+        s.local_port = self.sipp_local_port
+        s.media_port = mp
+        return s
+
+    def sipp(self, scenario: str, target: str | None, **kw) -> SippResult:
+        """Runs sipp to completion (see sipp_start) and returns its result."""
+        return self.sipp_start(scenario, target, **kw).wait()
+
+    def good_call(self, p: Parley, duration_ms: int = 500, what: str = "") -> SippResult:
+        """One plain call (uac_basic.xml) that must be answered and end normally; Parley must stay up."""
+        r = self.sipp("uac_basic.xml", p.sip_addr, duration_ms=duration_ms, timeout=20)
+        check(r.rc == 0 and r.successful == 1,
+              f"a good call {what} was not answered/completed: sipp rc={r.rc}, successful={r.successful}\n"
+              f"{r.errors()[-1500:]}")
+        p.check_alive(what)
+        return r
+
+    # -- capture ------------------------------------------------------------------------------------
+    def capture(self, bpf: str, name: str = "capture") -> Capture:
+        return Capture(self, bpf, name).start()
+
+    # -- audio --------------------------------------------------------------------------------------
+    def speech_ulaw(self, text: str = "hello, this is the parley echo test", seconds: float | None = 1.0,
+                    name: str = "speech") -> Path:
+        """<workdir>/<name>.ul: espeak-ng speech as raw 8 kHz µ-law, for rtp_stream="<name>.ul,1,0"."""
+        wav = speech_wav(self, text, self.dir / f"{name}.wav", 8000, seconds=seconds)
+        return wav_to_ulaw(self, wav, self.dir / f"{name}.ul")
+
+    # -- running ------------------------------------------------------------------------------------
+    def cleanup(self):
+        for fn in reversed(self._cleanups):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - cleanup must go on
+                log(f"cleanup error: {e}")
+        for p, name, group in reversed(self.procs):
+            if p.poll() is None:
+                log(f"killing leftover {name} (pid {p.pid})")
+                if group:
+                    self.kill(p)
+                else:
+                    p.kill()
+                    try:
+                        p.wait(5)
+                    except subprocess.TimeoutExpired:
+                        pass
+
+    def run(self, fn):
+        t0 = time.monotonic()
+        log(f"=== {self.name}: work dir {self.dir}, parley {self.parley_bin}")
+        status, code = "PASS", 0
+        try:
+            fn(self)
+            if self.failures:
+                raise TestFailure(self.failures[0] if len(self.failures) == 1 else
+                                  f"{len(self.failures)} checks failed:\n  - " + "\n  - ".join(self.failures))
+        except TestFailure as e:
+            if self.failures and str(e) not in "\n".join(self.failures):
+                e = TestFailure(f"{e}\n  (earlier: " + "; ".join(self.failures) + ")")
+            status, code = f"FAIL: {e}", 1
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+            status, code = "ERROR (exception in the test)", 2
+        finally:
+            self.cleanup()
+        for p in self.parleys:
+            rc = p.proc.returncode if p.proc is not None else None
+            if p.exit_code is None and rc not in (None, 0, -9, -15):
+                log(f"{p.name} " + (f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"))
+        if code != 0:
+            for path in self.logs + self.extra_logs:
+                print(f"----- tail of {path} -----\n{tail(path)}\n-----", flush=True)
+        dt = time.monotonic() - t0
+        print(f"RESULT {self.name}: {status} ({dt:.1f} s)", flush=True)
+        if code == 0 and not self.args.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            print(f"work dir kept: {self.dir}", flush=True)
+        sys.exit(code)
