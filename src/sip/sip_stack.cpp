@@ -13,6 +13,7 @@
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/sip_tag.h>
 #include <sofia-sip/su.h>
+#include <sofia-sip/su_log.h>
 #include <sofia-sip/su_tag.h>
 #include <sofia-sip/su_tagarg.h>
 #include <sofia-sip/su_wait.h>
@@ -20,6 +21,9 @@
 
 #include <atomic>
 #include <cctype>
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
 #include <condition_variable>
 #include <deque>
 #include <fmt/format.h>
@@ -30,6 +34,15 @@
 #include <unordered_map>
 
 #include "common/log.h"
+
+extern "C" {
+// sofia-sip's per-module log objects (exported by libsofia-sip-ua, not declared in its public headers).
+extern su_log_t nta_log[];
+extern su_log_t nua_log[];
+extern su_log_t tport_log[];
+extern su_log_t sresolv_log[];
+extern su_log_t nea_log[];
+}
 
 namespace parley::sip {
 
@@ -81,6 +94,39 @@ std::string host_of(const std::string& uri) {
 
 constexpr int kMaxBackoffMs = 60000;
 
+// sofia-sip prints diagnostics (e.g. "tport_udp_error: Connection refused") to stderr in fragments;
+// collect them into whole lines and log each as one event, at most 20 a second.
+void sofia_logger(void*, const char* fmt, va_list ap) {
+    static std::mutex mu;
+    static std::string line;
+    static std::chrono::steady_clock::time_point window;
+    static int in_window = 0;
+    char buf[1024];
+    std::vsnprintf(buf, sizeof buf, fmt, ap);
+    std::lock_guard lk(mu);
+    line += buf;
+    size_t nl;
+    while ((nl = line.find('\n')) != std::string::npos) {
+        std::string msg = line.substr(0, nl);
+        line.erase(0, nl + 1);
+        for (auto& c : msg)
+            if (c == '"') c = '\'';
+        if (msg.empty()) continue;
+        auto now = std::chrono::steady_clock::now();
+        if (now - window > std::chrono::seconds(1)) {
+            window = now;
+            in_window = 0;
+        }
+        if (++in_window <= 20) PLOG_WARN("event=sofia_log msg=\"{}\"", msg);
+    }
+    if (line.size() > 4096) line.clear();
+}
+
+void redirect_sofia_logs() {
+    for (su_log_t* l : {su_log_default, nta_log, nua_log, tport_log, sresolv_log, nea_log})
+        su_log_redirect(l, &sofia_logger, nullptr);
+}
+
 }  // namespace
 
 struct SipStack::Impl {
@@ -108,6 +154,7 @@ struct SipStack::Impl {
         bool remote_bye = false, cancelled = false, local_bye = false, rejected = false;
         bool auth_tried = false;
         std::string line;
+        std::string contact_user;  // user part for our Contact (the line's user, or the Request-URI user)
         int final_status = 0;
         std::string final_phrase;
     };
@@ -300,6 +347,12 @@ struct SipStack::Impl {
 
     void on_unregister_response(Line& l, int status, const char* phrase, const sip_t* sip) {
         if (status < 200) return;
+        if (!l.unregistering) {
+            // NUA un-REGISTERs by itself after a failed refresh; the line is in its retry cycle, and its
+            // state (failed, retrying) has been published already.
+            PLOG_DEBUG("event=line_auto_unregister line={} status={}", l.cfg.name, status);
+            return;
+        }
         if ((status == 401 || status == 407) && !l.auth_pending) {
             l.auth_pending = true;
             if (authenticate(l.nh, sip, l.cfg)) return;
@@ -439,6 +492,9 @@ struct SipStack::Impl {
             info.body = payload_str(sip);
         }
         d.line = info.line;
+        if (Line* l = line_by_name(info.line)) d.contact_user = l->cfg.user;
+        else if (sip && sip->sip_request && sip->sip_request->rq_url->url_user)
+            d.contact_user = sip->sip_request->rq_url->url_user;
         d.offer_in_answer = info.body.empty();
         dialogs.emplace(d.id, std::move(owned));
         events.on_invite(info);
@@ -502,7 +558,10 @@ struct SipStack::Impl {
         if (!d || d->state == DialogState::kTerminated) return;
         if (status >= 300) d->rejected = true;
         if (status >= 200 && status < 300 && d->state == DialogState::kIncoming) d->state = DialogState::kEstablished;
+        // The Contact of our answer names the line that was called (NUA would otherwise reuse the user
+        // of whichever line registered last).
         nua_respond(d->nh, status, phrase.c_str(),
+                    TAG_IF(!d->contact_user.empty(), NUTAG_M_USERNAME(d->contact_user.c_str())),
                     TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                     TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())), TAG_END());
     }
@@ -669,7 +728,10 @@ SipStack::SipStack(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 std::unique_ptr<SipStack> SipStack::start(const SipStackOptions& options, SipEvents& events, std::string* error) {
     static std::once_flag su_once;
-    std::call_once(su_once, [] { su_init(); });  // process-wide; never su_deinit while threads may use it
+    std::call_once(su_once, [] {
+        su_init();  // process-wide; never su_deinit while threads may use it
+        redirect_sofia_logs();
+    });
 
     auto impl = std::make_unique<Impl>(options, events);
     impl->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

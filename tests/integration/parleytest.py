@@ -793,6 +793,159 @@ class StubRegistrar:
         self.sock.close()
 
 
+KAMAILIO_REGISTRAR_CFG = """#!KAMAILIO
+# Parley integration test registrar: digest-authenticated REGISTER (db_text), location lookup, relay.
+debug=2
+log_stderror=yes
+fork=yes
+children=2
+disable_tcp=yes
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+alias="127.0.0.1:{port}"
+
+loadpath "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "db_text.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+loadmodule "auth_db.so"
+
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "min_expires", {min_expires})
+modparam("registrar", "default_expires", 60)
+modparam("auth_db", "db_url", "text://{db}")
+modparam("auth_db", "calculate_ha1", yes)
+modparam("auth_db", "password_column", "password")
+modparam("auth_db", "load_credentials", "")
+modparam("rr", "enable_full_lr", 1)
+
+request_route {{
+    xlog("L_INFO", "event=request method=$rm ruri=$ru src=$si:$sp\\n");
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    if (is_method("REGISTER")) {{
+        if (!auth_check("$fd", "subscriber", "1")) {{
+            xlog("L_INFO", "event=challenge aor=$tu\\n");
+            auth_challenge("$fd", "0");
+            exit;
+        }}
+        consume_credentials();
+        if (!save("location")) {{ sl_reply_error(); exit; }}
+        xlog("L_INFO", "event=registered aor=$tu contact=$ct\\n");
+        exit;
+    }}
+    if (is_method("INVITE")) {{ record_route(); }}
+    if (!lookup("location")) {{
+        xlog("L_INFO", "event=not_found ruri=$ru\\n");
+        sl_send_reply("404", "Not Found");
+        exit;
+    }}
+    xlog("L_INFO", "event=relay method=$rm to=$ru\\n");
+    t_relay();
+}}
+"""
+
+
+class Kamailio:
+    """A Kamailio registrar (digest auth over db_text, in-memory location, relay to registered contacts) on
+    127.0.0.1:port, UDP only. subscribers: {user: password} in `domain`. Each start() is a fresh instance
+    (new run dir, empty location table) on the same port, logging to <name>-<n>.log; stop() is SIGTERM and
+    waits until every process of it is gone and the port is free. Always stopped at the end of the test."""
+
+    def __init__(self, t: "Test", subscribers: dict[str, str], port: int | None = None,
+                 domain: str = "127.0.0.1", min_expires: int = 5, name: str = "kamailio"):
+        self.t = t
+        self.subscribers = dict(subscribers)
+        self.port = port or free_port(tcp=False)
+        self.domain = domain
+        self.min_expires = min_expires
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self.log_path: Path | None = None
+        t.on_cleanup(self._cleanup)
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 15.0) -> "Kamailio":
+        check(not self.alive(), f"{self.name} is already running")
+        self.starts += 1
+        kdir = self.t.dir / f"{self.name}-{self.starts}"
+        db, run = kdir / "db", kdir / "run"
+        db.mkdir(parents=True)
+        run.mkdir()
+        src = Path("/usr/share/kamailio/dbtext/kamailio")
+        (db / "version").write_text((src / "version").read_text())
+        rows = [(src / "subscriber").read_text().rstrip("\n")]
+        for i, (user, password) in enumerate(self.subscribers.items(), 1):
+            ha1 = md5hex(f"{user}:{self.domain}:{password}")
+            ha1b = md5hex(f"{user}@{self.domain}:{self.domain}:{password}")
+            rows.append(f"{i}:{user}:{self.domain}:{password}:{ha1}:{ha1b}")
+        (db / "subscriber").write_text("\n".join(rows) + "\n")
+        cfg = kdir / "kamailio.cfg"
+        cfg.write_text(KAMAILIO_REGISTRAR_CFG.format(port=self.port, db=db, min_expires=self.min_expires))
+        r = subprocess.run(["kamailio", "-c", "-f", str(cfg)], capture_output=True, timeout=30)
+        check(r.returncode == 0, f"kamailio -c rejected the config: {r.stderr.decode(errors='replace')[-1500:]}")
+        wait_until(lambda: _udp_free(self.port), timeout, what=f"UDP port {self.port} to be free for {self.name}")
+        self.log_path = self.t.dir / f"{self.name}-{self.starts}.log"
+        self._logf = open(self.log_path, "wb")
+        proc = self.t.spawn(["kamailio", "-f", cfg, "-DD", "-E", "-Y", run, "-P", run / "kamailio.pid",
+                             "-m", "64", "-M", "8"], name=f"{self.name}-{self.starts}", log_path=self.log_path,
+                            stdout=self._logf, stderr=subprocess.STDOUT)
+        self.proc = proc
+
+        def up():
+            if proc.poll() is not None:
+                raise TestFailure(f"{self.name} exited with {proc.returncode}: {tail(self.log_path, 10)}")
+            return not _udp_free(self.port)
+        wait_until(up, timeout, what=f"{self.name} to listen on {self.addr}")
+        time.sleep(0.5)  # the SIP workers are forked after the socket is bound
+        log(f"{self.name} listening on {self.addr} (pid {proc.pid}, start #{self.starts})")
+        return self
+
+    def stop(self, timeout: float = 10.0):
+        """SIGTERM to the main process; waits (bounded) for it, its workers and the port. Fails if it hangs."""
+        if self.proc is None:
+            return
+        proc, hung = self.proc, False
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                hung = True
+        self.t.kill(proc)  # any worker left in its process group
+        self.proc = None
+        wait_until(lambda: _udp_free(self.port), timeout, what=f"UDP port {self.port} to be released by {self.name}")
+        check(not hung, f"{self.name} did not exit within {timeout} s of SIGTERM (killed)")
+        log(f"{self.name} stopped (port {self.port} free)")
+
+    def _cleanup(self):
+        if self.proc is not None:
+            self.t.kill(self.proc)
+            self.proc = None
+
+
 @dataclass
 class CallResult:
     rc: int
