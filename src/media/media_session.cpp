@@ -183,12 +183,26 @@ struct MediaSession::Worker {
             ssize_t n = ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
             if (n < 0) return;  // EAGAIN: drained
             auto now = Clock::now();
+            RtpPacketView pkt;
+            auto err = rtp_parse(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), pkt);
             if (!same_addr(from, remote)) {
-                if (s.options_.symmetric_rtp && !latched && from.ss_family == remote.ss_family) {
+                // Latch only onto real RTP: a stray datagram (scanner, STUN, junk) must not capture the stream.
+                if (s.options_.symmetric_rtp && !latched && from.ss_family == remote.ss_family &&
+                    err == RtpParseError::kOk) {
                     PLOG_INFO("{} event=rtp_latched from={} negotiated={}", s.options_.log_tag, addr_str(from),
                               addr_str(remote));
                     remote = from;
                     remote_len = from_len;
+                    // RTCP follows the latched address too (behind NAT it comes from the next port).
+                    remote_rtcp = from;
+                    remote_rtcp_len = from_len;
+                    if (from.ss_family == AF_INET) {
+                        auto* a = reinterpret_cast<sockaddr_in*>(&remote_rtcp);
+                        a->sin_port = htons(static_cast<uint16_t>(ntohs(a->sin_port) + 1));
+                    } else {
+                        auto* a = reinterpret_cast<sockaddr_in6*>(&remote_rtcp);
+                        a->sin6_port = htons(static_cast<uint16_t>(ntohs(a->sin6_port) + 1));
+                    }
                     latched = true;
                 } else {
                     std::lock_guard lk(s.mu_);
@@ -199,8 +213,6 @@ struct MediaSession::Worker {
                 }
             }
             latched = true;  // the negotiated source spoke first: no later latching to anyone else
-            RtpPacketView pkt;
-            auto err = rtp_parse(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), pkt);
             if (err != RtpParseError::kOk) {
                 std::lock_guard lk(s.mu_);
                 s.stats_.packets_invalid++;

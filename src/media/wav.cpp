@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <iterator>
 
@@ -20,7 +21,12 @@ std::optional<WavAudio> wav_read(const std::string& path, std::string* error) {
     };
     std::ifstream f(path, std::ios::binary);
     if (!f) return fail("cannot open");
-    std::vector<uint8_t> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::vector<uint8_t> data;
+    try {
+        data.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    } catch (const std::exception&) {  // libstdc++'s filebuf throws on read errors (EISDIR, EIO)
+        return fail("cannot read");
+    }
     if (data.size() < 12 || std::memcmp(data.data(), "RIFF", 4) != 0 || std::memcmp(data.data() + 8, "WAVE", 4) != 0)
         return fail("not a RIFF/WAVE file");
     size_t pos = 12;
