@@ -4,6 +4,7 @@
 #include <toml++/toml.h>
 
 #include <charconv>
+#include <cstdlib>
 #include <fmt/format.h>
 #include <set>
 #include <sstream>
@@ -71,6 +72,23 @@ public:
         } else {
             fail(key, "true or false", n);
         }
+    }
+
+    void number(const char* key, double& out, double min, double max) {
+        const toml::node* n = find(key);
+        if (!n) return;
+        double v = 0;
+        if (auto d = n->value<double>()) {
+            v = *d;
+        } else if (auto s = n->value_exact<std::string>(); s && from_cli(key)) {
+            char* end = nullptr;
+            v = std::strtod(s->c_str(), &end);
+            if (end == s->c_str() || *end) return fail(key, "a number", n);
+        } else {
+            return fail(key, "a number", n);
+        }
+        if (v < min || v > max) return set_error(key, fmt::format("expected a number from {} to {}, got {}", min, max, v));
+        out = v;
     }
 
     void str_list(const char* key, std::vector<std::string>& out) {
@@ -231,10 +249,10 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
 
     Config cfg;
     cfg.source = path;
-    static const std::set<std::string> kSections = {"sip", "media", "call", "line", "log"};
+    static const std::set<std::string> kSections = {"sip", "media", "call", "line", "log", "stt", "llm", "tts"};
     for (auto& [k, v] : root) {
         if (!kSections.count(std::string(k.str())))
-            return fail(fmt::format("{}: unknown section (expected one of sip, media, call, line, log)", k.str()));
+            return fail(fmt::format("{}: unknown section (expected one of sip, media, call, line, stt, llm, tts, log)", k.str()));
         if (k.str() != "line" && !v.is_table()) return fail(fmt::format("{}: expected a [{}] table", k.str(), k.str()));
     }
 
@@ -302,6 +320,67 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
             return fail(fmt::format("log.level: expected trace, debug, info, warn or error, got \"{}\"",
                                     cfg.log.level));
     }
+    auto read_remote = [&](TableReader& r, RemoteConfig& rc) {
+        r.str("base_url", rc.base_url);
+        r.str("api_key", rc.api_key);
+        r.str("remote_model", rc.model);
+        r.integer("connect_timeout_ms", rc.connect_timeout_ms, 100, 60000);
+        r.integer("timeout_ms", rc.timeout_ms, 100, 600000);
+        r.integer("retries", rc.retries, 0, 10);
+    };
+    auto check_engine = [&](const char* section, const std::string& engine, const RemoteConfig& rc) -> bool {
+        if (engine != "embedded" && engine != "openai") {
+            error = fmt::format("{}.engine: expected \"embedded\" or \"openai\", got \"{}\"", section, engine);
+            return false;
+        }
+        if (engine == "openai" && rc.base_url.rfind("http://", 0) != 0 && rc.base_url.rfind("https://", 0) != 0) {
+            error = fmt::format("{}.base_url: required with engine = \"openai\" (http://host:port/v1), got \"{}\"",
+                                section, rc.base_url);
+            return false;
+        }
+        return true;
+    };
+    {
+        TableReader r(root["stt"].as_table(), "stt.", from_cli, error);
+        r.str("engine", cfg.stt.engine);
+        r.str("model", cfg.stt.model);
+        r.str("vad_model", cfg.stt.vad_model);
+        r.str("language", cfg.stt.language);
+        r.str("prompt", cfg.stt.prompt);
+        r.integer("threads", cfg.stt.threads, 1, 256);
+        r.integer("workers", cfg.stt.workers, 1, 256);
+        read_remote(r, cfg.stt.remote);
+        r.reject_unknown();
+        if (!r.ok() || !check_engine("stt", cfg.stt.engine, cfg.stt.remote)) return fail(error);
+    }
+    {
+        TableReader r(root["llm"].as_table(), "llm.", from_cli, error);
+        r.str("engine", cfg.llm.engine);
+        r.str("model", cfg.llm.model);
+        r.str("system_prompt", cfg.llm.system_prompt);
+        r.integer("context", cfg.llm.context, 256, 1 << 20);
+        r.integer("max_sequences", cfg.llm.max_sequences, 1, 256);
+        r.integer("threads", cfg.llm.threads, 1, 256);
+        r.integer("max_tokens", cfg.llm.max_tokens, 1, 32768);
+        r.number("temperature", cfg.llm.temperature, 0.0, 5.0);
+        r.number("top_p", cfg.llm.top_p, 0.0, 1.0);
+        r.integer("top_k", cfg.llm.top_k, 0, 1000);
+        r.integer("seed", cfg.llm.seed, 0, 2147483647);
+        read_remote(r, cfg.llm.remote);
+        r.reject_unknown();
+        if (!r.ok() || !check_engine("llm", cfg.llm.engine, cfg.llm.remote)) return fail(error);
+    }
+    {
+        TableReader r(root["tts"].as_table(), "tts.", from_cli, error);
+        r.str("engine", cfg.tts.engine);
+        r.str("voice", cfg.tts.voice);
+        r.integer("rate_wpm", cfg.tts.rate_wpm, 80, 450);
+        r.str("remote_voice", cfg.tts.remote_voice);
+        r.integer("remote_sample_rate", cfg.tts.remote_sample_rate, 8000, 48000);
+        read_remote(r, cfg.tts.remote);
+        r.reject_unknown();
+        if (!r.ok() || !check_engine("tts", cfg.tts.engine, cfg.tts.remote)) return fail(error);
+    }
     if (auto* node = root.get("line")) {
         auto* arr = node->as_array();
         if (!arr) return fail("line: expected [[line]] tables");
@@ -362,6 +441,41 @@ answer_delay_ms = 0              # ring (180) this long before answering
 echo_delay_ms = 200              # echo handler: delay before the caller hears itself
 playback_file = ""               # playback handler: WAV to play, then hang up
 max_duration_s = 0               # hang up after this long (0 = unlimited)
+
+[stt]
+engine = "embedded"              # embedded (whisper.cpp) | openai (POST {base_url}/audio/transcriptions)
+model = ""                       # whisper ggml model (embedded); scripts/fetch-models puts one in models/
+vad_model = ""                   # Silero VAD, whisper.cpp ggml format
+language = "en"                  # or "auto"
+prompt = ""                      # initial prompt: names and words callers will say
+threads = 2                      # threads per decode
+workers = 2                      # decodes at once (one whisper_state each)
+# base_url = "http://127.0.0.1:8081/v1"   # engine = "openai"
+# api_key = ""
+# remote_model = "whisper-1"
+# connect_timeout_ms = 2000
+# timeout_ms = 20000
+# retries = 2
+
+[llm]
+engine = "embedded"              # embedded (llama.cpp) | openai (POST {base_url}/chat/completions, streamed)
+model = ""                       # GGUF chat model (embedded)
+system_prompt = "You are Parley, a friendly telephone assistant. Answer in one or two short spoken sentences."
+context = 4096                   # tokens shared by all calls
+max_sequences = 8                # calls generating at once
+threads = 2
+max_tokens = 200
+temperature = 0.7                # 0 = greedy
+top_p = 0.9
+top_k = 40
+seed = 0                         # 0 = random
+
+[tts]
+engine = "embedded"              # embedded (espeak-ng) | openai (POST {base_url}/audio/speech, raw PCM)
+voice = "en-us"
+rate_wpm = 170
+remote_voice = "alloy"
+remote_sample_rate = 24000
 
 [log]
 level = "info"                   # trace | debug | info | warn | error

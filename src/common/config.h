@@ -51,6 +51,53 @@ struct LineConfig {
     std::string display_name;
 };
 
+// Speech and language engines. engine = "embedded" (in-process whisper.cpp / llama.cpp / espeak-ng) or
+// "openai" (a server speaking the OpenAI-compatible HTTP API at base_url).
+struct RemoteConfig {
+    std::string base_url;          // e.g. "http://127.0.0.1:8080/v1"
+    std::string api_key;           // sent as "Authorization: Bearer ..." when not empty
+    std::string model;             // the remote model name
+    int connect_timeout_ms = 2000;
+    int timeout_ms = 20000;        // whole request (streams: longest silence between chunks)
+    int retries = 2;               // bounded retries with backoff for failures before any output
+};
+
+struct SttConfig {
+    std::string engine = "embedded";
+    std::string model;             // whisper ggml model file (embedded)
+    std::string vad_model;         // Silero VAD in whisper.cpp's ggml format (embedded)
+    std::string language = "en";   // "auto" to detect
+    std::string prompt;            // initial prompt (names, jargon)
+    int threads = 2;               // per decode
+    int workers = 2;               // decodes that may run at once (each has its own whisper_state)
+    RemoteConfig remote;
+};
+
+struct LlmConfig {
+    std::string engine = "embedded";
+    std::string model;             // GGUF chat model (embedded)
+    std::string system_prompt = "You are Parley, a friendly telephone assistant. Answer in one or two short "
+                                "spoken sentences.";
+    int context = 4096;            // tokens, shared by all calls' sequences
+    int max_sequences = 8;         // calls generating at once (llama sequences)
+    int threads = 2;
+    int max_tokens = 200;          // per reply
+    double temperature = 0.7;      // 0 = greedy
+    double top_p = 0.9;
+    int top_k = 40;
+    int seed = 0;                  // 0 = random
+    RemoteConfig remote;
+};
+
+struct TtsConfig {
+    std::string engine = "embedded";  // embedded = espeak-ng
+    std::string voice = "en-us";
+    int rate_wpm = 170;
+    RemoteConfig remote;              // engine = "openai": POST /audio/speech, response_format pcm
+    std::string remote_voice = "alloy";
+    int remote_sample_rate = 24000;   // rate of the raw PCM the server returns
+};
+
 struct LogConfig {
     std::string level = "info";     // trace | debug | info | warn | error
 };
@@ -61,6 +108,9 @@ struct Config {
     MediaConfig media;
     CallConfig call;
     std::vector<LineConfig> lines;
+    SttConfig stt;
+    LlmConfig llm;
+    TtsConfig tts;
     LogConfig log;
 };
 
