@@ -1,0 +1,5 @@
+// whisper_model.cpp — placeholder until the implementation lands.
+#include "testmodels/testmodels.h"
+namespace parley::testmodels {
+bool write_whisper_model(const std::string&, uint32_t, std::string* error) { if (error) *error = "not implemented yet"; return false; }
+}  // namespace parley::testmodels

@@ -1,0 +1,2 @@
+// http_client.cpp — placeholder
+#include "net/http_client.h"
