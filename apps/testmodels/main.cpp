@@ -2,7 +2,7 @@
 // inference code runs in tests and in `make run` on a machine without real models. Their output is
 // meaningless text; what matters is that ours equals upstream's on the same model.
 //
-//   parley-testmodels whisper OUT.bin [--seed N]
+//   parley-testmodels whisper OUT.bin [--vocab third_party/llama.cpp/models/ggml-vocab-gpt-2.gguf] [--seed N]
 //   parley-testmodels llama OUT.gguf --vocab third_party/llama.cpp/models/ggml-vocab-llama-bpe.gguf [--seed N]
 #include <CLI/CLI.hpp>
 
@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     unsigned seed = 42;
     auto* w = app.add_subcommand("whisper", "a whisper.cpp ggml model");
     w->add_option("out", out, "output file")->required();
+    w->add_option("--vocab", vocab, "GPT-2 vocab GGUF (default: found relative to the repository)");
     w->add_option("--seed", seed, "random seed");
     auto* l = app.add_subcommand("llama", "a llama-architecture GGUF with a real vocabulary");
     l->add_option("out", out, "output file")->required();
@@ -24,7 +25,7 @@ int main(int argc, char** argv) {
     l->add_option("--seed", seed, "random seed");
     CLI11_PARSE(app, argc, argv);
     std::string err;
-    bool ok = *w ? parley::testmodels::write_whisper_model(out, seed, &err)
+    bool ok = *w ? parley::testmodels::write_whisper_model(out, vocab, seed, &err)
                  : parley::testmodels::write_llama_model(out, vocab, seed, &err);
     if (!ok) {
         std::fprintf(stderr, "parley-testmodels: %s\n", err.c_str());

@@ -3,8 +3,9 @@
 #include <cstdint>
 #include <string>
 namespace parley::testmodels {
-// whisper_model.cpp: a valid whisper.cpp ggml model with random weights and a real token vocabulary.
-bool write_whisper_model(const std::string& out, uint32_t seed, std::string* error);
+// whisper_model.cpp: a valid whisper.cpp ggml model with random weights and a real token vocabulary
+// (GPT-2's, from llama.cpp's models/ggml-vocab-gpt-2.gguf; empty = found relative to the repository).
+bool write_whisper_model(const std::string& out, const std::string& vocab_gguf, uint32_t seed, std::string* error);
 // llama_model.cpp: a llama-architecture GGUF with random weights, the vocabulary (and tokenizer
 // metadata) copied from `vocab_gguf`, and a chat template.
 bool write_llama_model(const std::string& out, const std::string& vocab_gguf, uint32_t seed, std::string* error);
