@@ -79,8 +79,8 @@ if QUICK:
 def main(t: Test):
     quick = QUICK
     t.speech_ulaw("this is the parley capacity benchmark, talking in a loop", seconds=3.0)
-    levels = [8, 16] if quick else [8, 16, 32, 48, 64, 96, 128, 160, 200]
-    rates = [10] if quick else [10, 20, 50, 100, 150, 200]
+    levels = [8, 16] if quick else [8, 16, 32, 64, 128, 200, 300, 400, 500]
+    rates = [10] if quick else [10, 50, 100, 200, 300, 400]
     conc = concurrency(t, levels)
     rate_rows = cps(t, rates)
     best_n = max((r["calls"] for r in conc if r["ok"]), default=0)
