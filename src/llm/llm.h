@@ -46,6 +46,8 @@ struct Reply {
     std::string error;         // "cancelled", or what failed
     std::string text;          // everything generated (also when cancelled: what came before)
     int prompt_tokens = 0, generated_tokens = 0;
+    int reused_prompt_tokens = 0;  // embedded: of prompt_tokens, those whose KV was reused (system prompt
+                                   // cache, the Chat's previous turns) instead of decoded
     double first_token_ms = 0, total_ms = 0;
 };
 
