@@ -21,6 +21,7 @@ set(GGML_NATIVE OFF CACHE BOOL "" FORCE)          # portable binaries (still AVX
 set(GGML_BUILD_TESTS OFF CACHE BOOL "" FORCE)
 set(GGML_BUILD_EXAMPLES OFF CACHE BOOL "" FORCE)
 set(GGML_CUDA ${PARLEY_CUDA} CACHE BOOL "" FORCE)
+set(GGML_LLAMAFILE ON CACHE BOOL "" FORCE)         # llama.cpp's own default (it only applies it when it adds ggml)
 add_subdirectory(${PARLEY_TP}/llama.cpp/ggml ${CMAKE_BINARY_DIR}/third_party/ggml EXCLUDE_FROM_ALL)
 
 set(LLAMA_USE_PREBUILT_UI OFF CACHE BOOL "" FORCE)  # never download the web UI
