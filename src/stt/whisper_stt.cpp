@@ -250,8 +250,11 @@ bool is_cancelled(void* user) { return static_cast<const CancelToken*>(user)->ca
 
 class WhisperStt final : public SpeechToText {
 public:
-    WhisperStt(const SttConfig& config, whisper_context* ctx, std::vector<whisper_state*> states)
-        : config_(config), ctx_(ctx), states_(std::move(states)), free_(states_) {}
+    WhisperStt(const SttConfig& config, whisper_context* ctx, std::vector<whisper_state*> states,
+               std::vector<std::unique_ptr<Vad>> vads)
+        : config_(config), ctx_(ctx), states_(std::move(states)), free_(states_), vads_(std::move(vads)) {
+        for (auto& v : vads_) free_vads_.push_back(v.get());
+    }
 
     ~WhisperStt() override {
         // Callers must not be inside transcribe() when the engine is destroyed (the owner joins them).
@@ -294,6 +297,20 @@ private:
         return s;
     }
 
+    // One Vad per worker (a Vad is not thread-safe); a state holder always finds one free.
+    bool has_speech(std::span<const float> pcm) {
+        Vad* vad;
+        {
+            std::lock_guard lock(mutex_);
+            vad = free_vads_.back();
+            free_vads_.pop_back();
+        }
+        const bool speech = !vad->segments(pcm).empty();
+        std::lock_guard lock(mutex_);
+        free_vads_.push_back(vad);
+        return speech;
+    }
+
     void release(whisper_state* s) {
         {
             std::lock_guard lock(mutex_);
@@ -328,12 +345,24 @@ private:
         p.abort_callback_user_data = token;
         p.encoder_begin_callback = [](whisper_context*, whisper_state*, void* user) { return !is_cancelled(user); };
         p.encoder_begin_callback_user_data = token;
+        if (!config_.vad_model.empty()) {
+            // Silence never reaches the decoder: whisper.cpp runs Silero over the audio first and decodes
+            // only the speech segments (timestamps are mapped back to the original audio).
+            p.vad = true;
+            p.vad_model_path = config_.vad_model.c_str();
+            p.vad_params = whisper_vad_default_params();
+        }
 
         if (cancel.cancelled()) {
             t.error = "cancelled";
             return t;
         }
         if (pcm.empty()) {  // nothing said; whisper.cpp would compute a mel of zero frames
+            t.ok = true;
+            return t;
+        }
+        if (!vads_.empty() && !has_speech(pcm)) {
+            // whisper.cpp decodes the whole input when its VAD finds nothing; we do not.
             t.ok = true;
             return t;
         }
@@ -370,6 +399,8 @@ private:
     std::mutex mutex_;
     std::condition_variable cv_;
     std::vector<whisper_state*> free_;
+    std::vector<std::unique_ptr<Vad>> vads_;  // stt.vad_model set: one per worker
+    std::vector<Vad*> free_vads_;
 };
 
 }  // namespace
@@ -378,6 +409,10 @@ std::unique_ptr<SpeechToText> make_whisper_stt(const SttConfig& config, std::str
     detail::route_whisper_logs();
     if (!detail::validate_ggml_model(config.model, "whisper", error)) {
         PLOG_ERROR("event=stt_load_failed engine=whisper error=\"{}\"", error ? *error : "");
+        return nullptr;
+    }
+    if (!config.vad_model.empty() && !detail::validate_ggml_model(config.vad_model, "vad", error)) {
+        PLOG_ERROR("event=stt_bad_model kind=vad model={}", config.vad_model);
         return nullptr;
     }
     if (config.workers < 1 || config.threads < 1) {
@@ -403,9 +438,19 @@ std::unique_ptr<SpeechToText> make_whisper_stt(const SttConfig& config, std::str
         }
         states.push_back(s);
     }
-    PLOG_INFO("event=stt_loaded engine=whisper model={} workers={} threads={}", config.model, config.workers,
-              config.threads);
-    return std::make_unique<WhisperStt>(config, ctx, std::move(states));
+    std::vector<std::unique_ptr<Vad>> vads;
+    for (int i = 0; !config.vad_model.empty() && i < config.workers; ++i) {
+        auto v = create_vad(config.vad_model, error);
+        if (!v) {
+            for (auto* st : states) whisper_free_state(st);
+            whisper_free(ctx);
+            return nullptr;
+        }
+        vads.push_back(std::move(v));
+    }
+    PLOG_INFO("event=stt_loaded engine=whisper model={} workers={} threads={} vad={}", config.model, config.workers,
+              config.threads, config.vad_model.empty() ? "-" : config.vad_model);
+    return std::make_unique<WhisperStt>(config, ctx, std::move(states), std::move(vads));
 }
 
 }  // namespace parley::stt

@@ -100,9 +100,13 @@ void write_wav(const std::string& path, std::span<const float> pcm) {
 }
 
 // Ours on `pcm` vs whisper-cli on `wav` (the same samples).
-void expect_same_as_cli(const std::string& name, std::span<const float> pcm, const std::string& wav) {
+// With `vad`, both sides run Silero first and decode only the speech (stt.vad_model / whisper-cli --vad).
+void expect_same_as_cli(const std::string& name, std::span<const float> pcm, const std::string& wav,
+                        bool vad = false) {
     std::string err;
-    auto stt = create(test_config(), &err);
+    SttConfig config = test_config();
+    if (vad) config.vad_model = PARLEY_VAD_MODEL;
+    auto stt = create(config, &err);
     ASSERT_NE(stt, nullptr) << err;
     auto r = stt->transcribe(pcm, {}, CancelToken{});
     ASSERT_TRUE(r.ok) << r.error;
@@ -112,7 +116,9 @@ void expect_same_as_cli(const std::string& name, std::span<const float> pcm, con
     const std::string prefix = tmp_path("cli-" + name);
     std::filesystem::remove(prefix + ".txt");
     const std::string cmd = std::string(PARLEY_WHISPER_CLI) + " -m " + PARLEY_STT_TEST_MODEL + " -f " + wav +
-                            " -l en -t 2 -bs 1 -bo 1 -nf -np -otxt -of " + prefix + " > " + prefix + ".log 2>&1";
+                            " -l en -t 2 -bs 1 -bo 1 -nf -np -otxt -of " + prefix +
+                            (vad ? std::string(" --vad -vm ") + PARLEY_VAD_MODEL : std::string()) + " > " + prefix +
+                            ".log 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << "\n" << read_file(prefix + ".log");
     const std::string cli_txt = read_file(prefix + ".txt");
 
@@ -143,6 +149,23 @@ TEST(WhisperStt, MatchesWhisperCliOnJfkFirst3s) {
     write_wav(wav, slice);
     ASSERT_EQ(read_wav(wav), std::vector<float>(slice.begin(), slice.end()));
     expect_same_as_cli("jfk-3s", slice, wav);
+}
+
+TEST(WhisperStt, MatchesWhisperCliWithVadOnJfk) {
+    expect_same_as_cli("jfk-vad", jfk(), PARLEY_JFK_WAV, /*vad=*/true);
+}
+
+TEST(WhisperStt, WithVadSilenceNeverReachesTheDecoder) {
+    std::string err;
+    SttConfig config = test_config();
+    config.vad_model = PARLEY_VAD_MODEL;
+    auto stt = create(config, &err);
+    ASSERT_NE(stt, nullptr) << err;
+    std::vector<float> silence(5 * 16000, 0.0f);
+    auto r = stt->transcribe(silence, {}, CancelToken{});
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_TRUE(r.text.empty()) << "decoded from silence: " << r.text;
+    EXPECT_TRUE(r.segments.empty());
 }
 
 // ---- 2. VAD -------------------------------------------------------------------------------------------
