@@ -278,35 +278,32 @@ TEST(WhisperStt, CancelMidDecodeReturnsQuickly) {
     std::string err;
     auto stt = create(test_config(1, 2), &err);
     ASSERT_NE(stt, nullptr) << err;
-    // 66 s of speech: three 30 s windows, each an encode and up to 220 decoder steps.
+    // ~5 minutes of speech: ten 30 s windows, each an encode and up to 220 decoder steps. Even idle this
+    // takes seconds, so a cancel 200 ms in always lands mid-decode; no timing of a full run is needed
+    // (it made the test flaky on a loaded machine).
     std::vector<float> longer;
-    for (int i = 0; i < 6; ++i) longer.insert(longer.end(), jfk().begin(), jfk().end());
-
-    auto t0 = Clock::now();
-    auto full = stt->transcribe(longer, {}, CancelToken{});
-    const double full_ms = ms_since(t0);
-    ASSERT_TRUE(full.ok) << full.error;
+    for (int i = 0; i < 27; ++i) longer.insert(longer.end(), jfk().begin(), jfk().end());
 
     CancelToken token;
     Transcript r;
     std::atomic<bool> done{false};
-    t0 = Clock::now();
+    auto t0 = Clock::now();
     std::thread worker([&] {
         r = stt->transcribe(longer, {}, token);
         done = true;
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(full_ms / 5)));
-    EXPECT_FALSE(done.load()) << "finished before the cancel";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const bool finished_early = done.load();
     auto tc = Clock::now();
     token.cancel();
     worker.join();
     const double after_cancel_ms = ms_since(tc), total_ms = ms_since(t0);
-    std::printf("full decode %.0f ms; cancelled at %.0f ms, returned %.1f ms after cancel\n", full_ms,
-                full_ms / 5, after_cancel_ms);
+    std::printf("cancelled 200 ms into a 5 min transcription; returned %.1f ms after the cancel (%.0f ms total)\n",
+                after_cancel_ms, total_ms);
+    EXPECT_FALSE(finished_early) << "a 5 minute transcription finished in 200 ms?";
     EXPECT_FALSE(r.ok);
     EXPECT_EQ(r.error, "cancelled");
-    EXPECT_LT(total_ms, full_ms * 0.6);
-    EXPECT_LT(after_cancel_ms, std::max(50.0, full_ms * 0.1));
+    EXPECT_LT(after_cancel_ms, 1000.0);  // one decoder step or encoder pass, even under ASan and load
 
     // The worker is free again and the engine still works.
     auto again = stt->transcribe(std::span<const float>(jfk().data(), 32000), {}, CancelToken{});
