@@ -10,36 +10,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iterator>
 #include <string>
 #include <vector>
 
+#include "media/wav.h"
 #include "stt/stt.h"
 
 namespace {
 
 std::vector<float> read_wav(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::string d((std::istreambuf_iterator<char>(in)), {});
-    std::vector<float> pcm;
-    if (d.size() < 12 || d.compare(0, 4, "RIFF") != 0) return pcm;
-    for (size_t pos = 12; pos + 8 <= d.size();) {
-        uint32_t len = 0;
-        std::memcpy(&len, d.data() + pos + 4, 4);
-        if (d.compare(pos, 4, "data") == 0) {
-            size_t n = std::min<size_t>(len, d.size() - pos - 8) / 2;
-            pcm.resize(n);
-            for (size_t i = 0; i < n; ++i) {
-                int16_t s = 0;
-                std::memcpy(&s, d.data() + pos + 8 + 2 * i, 2);
-                pcm[i] = static_cast<float>(s) / 32768.0f;
-            }
-            break;
-        }
-        pos += 8 + len + (len & 1);
-    }
-    return pcm;
+    auto wav = parley::media::wav_read(path, nullptr);
+    return wav ? parley::media::to_float(wav->samples) : std::vector<float>();
 }
 
 double median(std::vector<double> v) {

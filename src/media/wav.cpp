@@ -96,4 +96,10 @@ bool wav_write(const std::string& path, std::span<const int16_t> samples, int sa
     return std::fclose(f) == 0;
 }
 
+std::vector<float> to_float(std::span<const int16_t> pcm) {
+    std::vector<float> out(pcm.size());
+    for (size_t i = 0; i < pcm.size(); ++i) out[i] = static_cast<float>(pcm[i]) / 32768.0f;
+    return out;
+}
+
 }  // namespace parley::media

@@ -17,5 +17,7 @@ struct WavAudio {
 // Reads a PCM 16-bit WAV (mono or stereo, any rate). nullopt with a reason for anything else.
 std::optional<WavAudio> wav_read(const std::string& path, std::string* error);
 bool wav_write(const std::string& path, std::span<const int16_t> samples, int sample_rate, int channels = 1);
+// Samples scaled to [-1, 1) (x / 32768): what whisper.cpp and its tools feed the model.
+std::vector<float> to_float(std::span<const int16_t> pcm);
 
 }  // namespace parley::media

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "media/wav.h"
 #include "stt/stt.h"
 
 namespace parley::stt {
@@ -46,25 +47,8 @@ void write_file(const std::string& path, const std::string& data) {
 
 // 16-bit mono WAV -> floats scaled by 1/32768, the same conversion whisper-cli's miniaudio decoder does.
 std::vector<float> read_wav(const std::string& path) {
-    std::string d = read_file(path);
-    std::vector<float> pcm;
-    if (d.size() < 12 || d.compare(0, 4, "RIFF") != 0) return pcm;
-    for (size_t pos = 12; pos + 8 <= d.size();) {
-        uint32_t len = 0;
-        std::memcpy(&len, d.data() + pos + 4, 4);
-        if (d.compare(pos, 4, "data") == 0) {
-            size_t n = std::min<size_t>(len, d.size() - pos - 8) / 2;
-            pcm.resize(n);
-            for (size_t i = 0; i < n; ++i) {
-                int16_t s = 0;
-                std::memcpy(&s, d.data() + pos + 8 + 2 * i, 2);
-                pcm[i] = static_cast<float>(s) / 32768.0f;
-            }
-            break;
-        }
-        pos += 8 + len + (len & 1);
-    }
-    return pcm;
+    auto wav = media::wav_read(path, nullptr);
+    return wav ? media::to_float(wav->samples) : std::vector<float>();
 }
 
 const std::vector<float>& jfk() {
