@@ -958,6 +958,54 @@ class CallResult:
 # ----------------------------------------------------------------------------------------------------
 # The test
 
+def baresip_call(t: "Test", target: str, mic: Path, seconds: int, codec: str = "PCMU",
+                 module: str = "g711.so", rate: int = 8000, name: str = "baresip") -> tuple[Path, Path, tuple[int, int]]:
+    """baresip (headless, see shared/PEERS.md) dials sip:agent@target offering only `codec`, with the WAV
+    `mic` as its microphone (aufile) and sndfile recording what it sends and hears into <workdir>/rec-<name>;
+    it quits after `seconds` (SIGTERM twice if it hangs). Returns (its log, the recording dir, its RTP range)."""
+    conf, rec = t.dir / name, t.dir / f"rec-{name}"
+    conf.mkdir()
+    rec.mkdir()
+    bport = free_port(tcp=False)
+    lo, hi = free_port_range(20)
+    (conf / "config").write_text(f"""poll_method		epoll
+sip_listen		127.0.0.1:{bport}
+sip_transports		udp
+net_interface		127.0.0.1
+audio_player		alsa,null
+audio_alert		alsa,null
+audio_source		aufile,{mic}
+audio_srate		{rate}
+audio_channels		1
+rtp_ports		{lo}-{hi}
+jitter_buffer_delay	5-10
+module_path		/usr/lib/baresip/modules
+module			{module}
+module			aufile.so
+module			alsa.so
+module			sndfile.so
+module_app		account.so
+module_app		menu.so
+snd_path		{rec}
+""")
+    (conf / "accounts").write_text(
+        f"<sip:baresip@127.0.0.1:{bport}>;regint=0;audio_codecs={codec};answermode=manual\n")
+    (conf / "contacts").write_text("\n")
+    blog = t.dir / f"{name}.log"
+    with open(blog, "wb") as f:
+        b = t.spawn(["baresip", "-f", conf, "-e", f"/dial sip:agent@{target}", "-t", str(seconds)],
+                    name=name, log_path=blog, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        b.wait(seconds + 15)
+    except subprocess.TimeoutExpired:
+        log(f"{name} still running: SIGTERM twice")
+        b.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        b.send_signal(signal.SIGTERM)
+        t.kill(b)
+    return blog, rec, (lo, hi)
+
+
 class Test:
     def __init__(self, name: str, doc: str | None = None):
         self.name = name

@@ -3,16 +3,13 @@ records what it encodes and what it decodes) calls Parley in echo mode. The deco
 (dump-*-dec.wav) must be the speech it sent (dump-*-enc.wav) delayed: the normalised cross-correlation of
 the 10 ms RMS envelopes at the best lag >= 0 must be >= 0.7, and that lag must be about echo_delay_ms plus
 jitter buffering (accepted echo_delay_ms - 50 .. echo_delay_ms + 500 ms). Both are printed."""
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (Test, best_lag, check, envelope, free_port, free_port_range, log, read_wav,  # noqa: E402
+from parleytest import (Test, baresip_call, best_lag, check, envelope, read_wav,  # noqa: E402
                         speech_wav, tail)
 
 ECHO_DELAY_MS = 200
@@ -26,45 +23,7 @@ def main(t: Test):
     quit_after = int(len(mic_samples) / 8000) + 5  # it hangs up when the file ends; quit soon after
     p = t.parley(call={"handler": "echo", "echo_delay_ms": ECHO_DELAY_MS})
 
-    conf, rec = t.dir / "baresip", t.dir / "rec"
-    conf.mkdir()
-    rec.mkdir()
-    bport = free_port(tcp=False)
-    lo, hi = free_port_range(20)
-    (conf / "config").write_text(f"""poll_method		epoll
-sip_listen		127.0.0.1:{bport}
-sip_transports		udp
-net_interface		127.0.0.1
-audio_player		alsa,null
-audio_alert		alsa,null
-audio_source		aufile,{mic}
-audio_srate		8000
-audio_channels		1
-rtp_ports		{lo}-{hi}
-jitter_buffer_delay	5-10
-module_path		/usr/lib/baresip/modules
-module			g711.so
-module			aufile.so
-module			alsa.so
-module			sndfile.so
-module_app		account.so
-module_app		menu.so
-snd_path		{rec}
-""")
-    (conf / "accounts").write_text(f"<sip:baresip@127.0.0.1:{bport}>;regint=0;audio_codecs=PCMU;answermode=manual\n")
-    (conf / "contacts").write_text("\n")
-    blog = t.dir / "baresip.log"
-    with open(blog, "wb") as f:
-        b = t.spawn(["baresip", "-f", conf, "-e", f"/dial sip:agent@{p.sip_addr}", "-t", str(quit_after)],
-                    name="baresip", log_path=blog, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        b.wait(quit_after + 15)
-    except subprocess.TimeoutExpired:
-        log("baresip still running: SIGTERM twice")
-        b.send_signal(signal.SIGTERM)
-        time.sleep(1)
-        b.send_signal(signal.SIGTERM)
-        t.kill(b)
+    blog, rec, _ = baresip_call(t, p.sip_addr, mic, quit_after)
     out = blog.read_text(errors="replace")
     check("Call established" in out, f"baresip's call was not established:\n{tail(blog, 15)}")
     p.check_alive("after the baresip call")

@@ -12,17 +12,14 @@ and g722). For each call:
   * G.722 only (16 kHz microphone): the echo is wideband end to end: the 4.2-7 kHz share of the energy of
     what baresip heard is at least a quarter of that of what it sent.
 The correlation and lag of each codec are printed. A failing codec does not hide the result of the next."""
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (Test, best_lag, envelope, free_port, free_port_range, log, read_wav,  # noqa: E402
-                        rtp_packets, speech_wav, stream_speech_packets, tail)
+from parleytest import (Test, baresip_call, best_lag, envelope, log, read_wav, rtp_packets,  # noqa: E402
+                        speech_wav, stream_speech_packets, tail)
 
 ECHO_DELAY_MS = 200
 MIN_CORR = 0.7
@@ -42,53 +39,6 @@ def band_share(x: np.ndarray, rate: int, lo: float, hi: float) -> float:
     return float(spec[(f > lo) & (f < hi)].sum() / total) if total > 0 else 0.0
 
 
-def baresip_call(t: Test, codec: str, target: str, mic: Path, seconds: int) -> tuple[Path, Path, tuple[int, int]]:
-    """Runs one baresip call offering only `codec`; returns (its config dir, its recording dir, rtp range)."""
-    pt, module, codecs_param, rate = CODECS[codec]
-    conf, rec = t.dir / f"baresip-{codec}", t.dir / f"rec-{codec}"
-    conf.mkdir()
-    rec.mkdir()
-    bport = free_port(tcp=False)
-    lo, hi = free_port_range(20)
-    (conf / "config").write_text(f"""poll_method		epoll
-sip_listen		127.0.0.1:{bport}
-sip_transports		udp
-net_interface		127.0.0.1
-audio_player		alsa,null
-audio_alert		alsa,null
-audio_source		aufile,{mic}
-audio_srate		{rate}
-audio_channels		1
-rtp_ports		{lo}-{hi}
-jitter_buffer_delay	5-10
-module_path		/usr/lib/baresip/modules
-module			{module}
-module			aufile.so
-module			alsa.so
-module			sndfile.so
-module_app		account.so
-module_app		menu.so
-snd_path		{rec}
-""")
-    (conf / "accounts").write_text(
-        f"<sip:baresip@127.0.0.1:{bport}>;regint=0;audio_codecs={codecs_param};answermode=manual\n")
-    (conf / "contacts").write_text("\n")
-    blog = t.dir / f"baresip-{codec}.log"
-    with open(blog, "wb") as f:
-        b = t.spawn(["baresip", "-f", conf, "-e", f"/dial sip:agent@{target}", "-t", str(seconds)],
-                    name=f"baresip-{codec}", log_path=blog, stdout=f, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL)
-    try:
-        b.wait(seconds + 15)
-    except subprocess.TimeoutExpired:
-        log(f"baresip ({codec}) still running: SIGTERM twice")
-        b.send_signal(signal.SIGTERM)
-        time.sleep(1)
-        b.send_signal(signal.SIGTERM)
-        t.kill(b)
-    return blog, rec, (lo, hi)
-
-
 def main(t: Test):
     text = "hello, this is baresip talking to the parley echo agent. one, two, three, four."
     mics = {rate: speech_wav(t, text, t.dir / f"mic{rate}.wav", rate, pad=(0.5, 3.0)) for rate in (8000, 16000)}
@@ -102,7 +52,8 @@ def main(t: Test):
     for codec, (pt, _module, _param, rate) in CODECS.items():
         before = len(p.events("call_answered"))
         log(f"--- {codec}: baresip offers only {codec}")
-        blog, rec, ports = baresip_call(t, codec, p.sip_addr, mics[rate], quit_after)
+        blog, rec, ports = baresip_call(t, p.sip_addr, mics[rate], quit_after, codec=codec, module=_module,
+                                        rate=rate, name=f"baresip-{codec}")
         p.check_alive(f"after the baresip {codec} call")
         runs[codec] = (blog, rec, ports)
         out = blog.read_text(errors="replace")
