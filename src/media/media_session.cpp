@@ -129,7 +129,7 @@ struct MediaSession::Worker {
     // receive state
     bool have_ssrc = false;
     uint32_t rx_ssrc = 0;
-    std::vector<int16_t> decoded;   // scratch, codec rate
+    std::vector<int16_t> decoded = std::vector<int16_t>(2048);  // scratch, codec rate (60 ms of G.722 fits)
     std::vector<int16_t> fifo16;    // 16 kHz samples waiting to be framed
     std::vector<uint8_t> payload;
     Clock::time_point last_rx;
@@ -278,15 +278,15 @@ struct MediaSession::Worker {
         const size_t per_packet = static_cast<size_t>(info->sample_rate * p.ptime / 1000);
         uint64_t lost = 0;
         while (fifo16.size() < static_cast<size_t>(kFrameSamples)) {
-            decoded.assign(std::max<size_t>(per_packet, 2048), 0);
+            // Decode into fixed scratch (no allocation or clearing per packet); `pcm` is what was produced.
+            const size_t cap = decoded.size();
             size_t got = 0;
             auto r = jitter->get(payload);
             if (r == JitterBuffer::Result::kPacket) {
-                got = decoder->decode(payload, decoded);
+                got = decoder->decode(payload, std::span<int16_t>(decoded.data(), cap));
             } else if (r == JitterBuffer::Result::kMissing) {
-                decoded.resize(per_packet);
-                decoder->conceal(decoded);
-                got = per_packet;
+                got = std::min(per_packet, cap);
+                decoder->conceal(std::span<int16_t>(decoded.data(), got));
                 ++lost;
             } else {
                 // Nothing buffered: silence for the rest of this frame.
@@ -294,11 +294,11 @@ struct MediaSession::Worker {
                 fifo16.insert(fifo16.end(), need16, 0);
                 break;
             }
-            decoded.resize(got);
+            std::span<const int16_t> pcm(decoded.data(), got);
             if (in_resampler) {
-                in_resampler->process(decoded, fifo16);
+                in_resampler->process(pcm, fifo16);
             } else {
-                fifo16.insert(fifo16.end(), decoded.begin(), decoded.end());
+                fifo16.insert(fifo16.end(), pcm.begin(), pcm.end());
             }
         }
         AudioFrame frame;

@@ -103,23 +103,27 @@ void sofia_logger(void*, const char* fmt, va_list ap) {
     static int in_window = 0;
     char buf[1024];
     std::vsnprintf(buf, sizeof buf, fmt, ap);
-    std::lock_guard lk(mu);
-    line += buf;
-    size_t nl;
-    while ((nl = line.find('\n')) != std::string::npos) {
-        std::string msg = line.substr(0, nl);
-        line.erase(0, nl + 1);
-        for (auto& c : msg)
-            if (c == '"') c = '\'';
-        if (msg.empty()) continue;
-        auto now = std::chrono::steady_clock::now();
-        if (now - window > std::chrono::seconds(1)) {
-            window = now;
-            in_window = 0;
+    std::vector<std::string> complete;  // logged after the lock is released: no lock across the write
+    {
+        std::lock_guard lk(mu);
+        line += buf;
+        size_t nl;
+        while ((nl = line.find('\n')) != std::string::npos) {
+            std::string msg = line.substr(0, nl);
+            line.erase(0, nl + 1);
+            for (auto& c : msg)
+                if (c == '"') c = '\'';
+            if (msg.empty()) continue;
+            auto now = std::chrono::steady_clock::now();
+            if (now - window > std::chrono::seconds(1)) {
+                window = now;
+                in_window = 0;
+            }
+            if (++in_window <= 20) complete.push_back(std::move(msg));
         }
-        if (++in_window <= 20) PLOG_WARN("event=sofia_log msg=\"{}\"", msg);
+        if (line.size() > 4096) line.clear();
     }
-    if (line.size() > 4096) line.clear();
+    for (auto& msg : complete) PLOG_WARN("event=sofia_log msg=\"{}\"", msg);
 }
 
 void redirect_sofia_logs() {
