@@ -37,6 +37,7 @@ class CallRequests {
 public:
     virtual ~CallRequests() = default;
     virtual void request_hangup(CallId id, const std::string& reason) = 0;
+    virtual void request_transfer(CallId id, const std::string& target) = 0;
 };
 
 class Call final : public media::MediaSink, public CallControl {
@@ -55,6 +56,12 @@ public:
     uint16_t local_port() const { return media_->local_port(); }
     media::MediaStats media_stats() const { return media_->stats(); }
 
+    // Control thread: forwards to the handler once it has started.
+    void handler_on_transfer(const TransferResult& r) {
+        if (handler_started_) handler_->on_transfer(r);
+    }
+    bool handler_on_time_limit() { return handler_started_ && handler_->on_time_limit(); }
+
     CallInfo& info() { return info_; }
     CallState state() const { return state_; }
     void set_state(CallState s) { state_ = s; }
@@ -63,6 +70,7 @@ public:
     CallId id() const override { return info_.id; }
     void hangup(const std::string& reason) override { requests_.request_hangup(info_.id, reason); }
     void send_dtmf(const std::string& digits) override { media_->send_dtmf(digits); }
+    void transfer(const std::string& target) override { requests_.request_transfer(info_.id, target); }
     media::Playout& playout() override { return media_->playout(); }
 
 private:

@@ -456,6 +456,16 @@ void CallManager::request_hangup(CallId id, const std::string& reason) {
     post([this, id, reason] { do_hangup(id, reason); });
 }
 
+void CallManager::request_transfer(CallId id, const std::string& target) {
+    // Placeholder until REFER/bridging lands: report failure so the handler can say so.
+    post([this, id, target] {
+        auto it = calls_.find(id);
+        if (it == calls_.end()) return;
+        PLOG_WARN("call={} event=transfer_failed target={} reason=not_implemented", id, target);
+        it->second->handler_on_transfer({TransferOutcome::kFailed, 0, "transfer not implemented"});
+    });
+}
+
 void CallManager::hangup_all(const std::string& reason) {
     post([this, reason] {
         std::vector<CallId> ids;

@@ -51,6 +51,7 @@ public:
     // Places an outgoing call (the configured handler runs once it is answered). 0 and *error on failure.
     CallId originate(const std::string& uri, const std::string& line, std::string* error);
     void request_hangup(CallId id, const std::string& reason) override;
+    void request_transfer(CallId id, const std::string& target) override;
     void hangup_all(const std::string& reason);
     // Waits until no call is left, at most `timeout`. true if idle.
     bool wait_idle(std::chrono::milliseconds timeout);

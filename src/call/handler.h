@@ -17,6 +17,22 @@ namespace parley::call {
 
 using CallId = uint64_t;
 
+// How a transfer ended (CallHandler::on_transfer, control thread).
+enum class TransferOutcome {
+    kTransferred,  // the peer accepted our REFER (and NOTIFY reported the new call up, or timed out quietly);
+                   // Parley hangs up its leg with reason "transferred"
+    kBridged,      // the peer refused REFER: Parley called the target itself and now relays audio both ways;
+                   // the handler no longer gets on_audio/on_dtmf
+    kFailed,       // neither worked (target busy/unreachable); the call goes on with the handler
+};
+const char* transfer_outcome_str(TransferOutcome o);
+
+struct TransferResult {
+    TransferOutcome outcome = TransferOutcome::kFailed;
+    int status = 0;          // the SIP status that decided it (REFER response, NOTIFY sipfrag, or target's answer)
+    std::string detail;      // e.g. "REFER 202, NOTIFY SIP/2.0 200 OK" or "REFER 405; target 486 Busy Here"
+};
+
 // Thread-safe; handlers may call it from any thread. Requests are queued, never block.
 class CallControl {
 public:
@@ -24,6 +40,9 @@ public:
     virtual CallId id() const = 0;
     virtual void hangup(const std::string& reason) = 0;
     virtual void send_dtmf(const std::string& digits) = 0;
+    // Blind transfer of the far end to `target` (sip: URI): SIP REFER; if the peer refuses REFER, Parley
+    // calls the target and bridges the two calls. The result arrives as CallHandler::on_transfer.
+    virtual void transfer(const std::string& target) = 0;
     virtual media::Playout& playout() = 0;
 };
 
@@ -35,6 +54,11 @@ public:
     // Every 20 ms on the call's media thread; must not block.
     virtual void on_audio(const AudioFrame& frame) = 0;
     virtual void on_dtmf(char digit) { (void)digit; }
+    // A transfer asked for with CallControl::transfer finished (control thread).
+    virtual void on_transfer(const TransferResult& result) { (void)result; }
+    // call.max_duration_s has passed (control thread). Return true to end the call yourself (e.g. after a
+    // goodbye); the manager then hangs up anyway 30 s later. false (default): the manager hangs up now.
+    virtual bool on_time_limit() { return false; }
     // The call is over (control thread, after the media thread has stopped).
     virtual void on_end() {}
 };

@@ -7,6 +7,16 @@
 #include "media/wav.h"
 
 namespace parley::call {
+
+const char* transfer_outcome_str(TransferOutcome o) {
+    switch (o) {
+        case TransferOutcome::kTransferred: return "transferred";
+        case TransferOutcome::kBridged: return "bridged";
+        case TransferOutcome::kFailed: return "failed";
+    }
+    return "failed";
+}
+
 namespace {
 
 // Returns the caller's audio after a fixed delay: the simplest end-to-end check of a phone line.

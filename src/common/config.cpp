@@ -249,10 +249,10 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
 
     Config cfg;
     cfg.source = path;
-    static const std::set<std::string> kSections = {"sip", "media", "call", "line", "log", "stt", "llm", "tts"};
+    static const std::set<std::string> kSections = {"sip", "media", "call", "line", "log", "stt", "llm", "tts", "agent"};
     for (auto& [k, v] : root) {
         if (!kSections.count(std::string(k.str())))
-            return fail(fmt::format("{}: unknown section (expected one of sip, media, call, line, stt, llm, tts, log)", k.str()));
+            return fail(fmt::format("{}: unknown section (expected one of sip, media, call, line, stt, llm, tts, agent, log)", k.str()));
         if (k.str() != "line" && !v.is_table()) return fail(fmt::format("{}: expected a [{}] table", k.str(), k.str()));
     }
 
@@ -304,8 +304,8 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         r.integer("max_duration_s", cfg.call.max_duration_s, 0, 86400);
         r.reject_unknown();
         if (!r.ok()) return fail(error);
-        if (cfg.call.handler != "echo" && cfg.call.handler != "playback")
-            return fail(fmt::format("call.handler: expected \"echo\" or \"playback\", got \"{}\"",
+        if (cfg.call.handler != "echo" && cfg.call.handler != "playback" && cfg.call.handler != "conversation")
+            return fail(fmt::format("call.handler: expected \"echo\", \"playback\" or \"conversation\", got \"{}\"",
                                     cfg.call.handler));
         if (cfg.call.handler == "playback" && cfg.call.playback_file.empty())
             return fail("call.playback_file: required when call.handler = \"playback\"");
@@ -381,6 +381,46 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         r.reject_unknown();
         if (!r.ok() || !check_engine("tts", cfg.tts.engine, cfg.tts.remote)) return fail(error);
     }
+    {
+        AgentConfig& a = cfg.agent;
+        TableReader r(root["agent"].as_table(), "agent.", from_cli, error);
+        r.str("greeting", a.greeting);
+        r.str("goodbye", a.goodbye);
+        r.number("vad_threshold", a.vad_threshold, 0.05, 0.95);
+        r.integer("min_speech_ms", a.min_speech_ms, 0, 5000);
+        r.integer("end_of_turn_short_ms", a.end_of_turn_short_ms, 60, 5000);
+        r.integer("end_of_turn_long_ms", a.end_of_turn_long_ms, 100, 10000);
+        r.integer("max_utterance_s", a.max_utterance_s, 2, 120);
+        r.boolean("barge_in", a.barge_in);
+        r.integer("barge_in_min_ms", a.barge_in_min_ms, 20, 5000);
+        r.boolean("echo_canceller", a.echo_canceller);
+        r.integer("silence_prompt_s", a.silence_prompt_s, 0, 3600);
+        r.str("silence_prompt", a.silence_prompt);
+        r.integer("silence_prompts_max", a.silence_prompts_max, 0, 100);
+        r.str_list("tools", a.tools);
+        r.str("transfer_target", a.transfer_target);
+        r.str_list("dtmf_actions", a.dtmf_actions);
+        r.integer("dtmf_timeout_ms", a.dtmf_timeout_ms, 100, 60000);
+        r.reject_unknown();
+        if (!r.ok()) return fail(error);
+        if (a.end_of_turn_long_ms < a.end_of_turn_short_ms)
+            return fail(fmt::format("agent.end_of_turn_long_ms: expected at least end_of_turn_short_ms ({}), got {}",
+                                    a.end_of_turn_short_ms, a.end_of_turn_long_ms));
+        static const std::set<std::string> kTools = {"hang_up", "transfer", "send_dtmf"};
+        for (auto& t : a.tools)
+            if (!kTools.count(t))
+                return fail(fmt::format("agent.tools: unknown tool \"{}\" (expected hang_up, transfer, send_dtmf)", t));
+        if (!a.transfer_target.empty() && a.transfer_target.rfind("sip:", 0) != 0)
+            return fail(fmt::format("agent.transfer_target: expected a sip: URI, got \"{}\"", a.transfer_target));
+        for (auto& act : a.dtmf_actions) {
+            static const std::string kDigits = "0123456789*#ABCD";
+            if (act.size() < 3 || act[1] != '=' || kDigits.find(act[0]) == std::string::npos ||
+                (act.substr(2) != "hang_up" && act.substr(2) != "transfer"))
+                return fail(fmt::format("agent.dtmf_actions: expected \"DIGIT=hang_up\" or \"DIGIT=transfer\", got \"{}\"", act));
+            if (act.substr(2) == "transfer" && a.transfer_target.empty())
+                return fail(fmt::format("agent.dtmf_actions: \"{}\" needs agent.transfer_target", act));
+        }
+    }
     if (auto* node = root.get("line")) {
         auto* arr = node->as_array();
         if (!arr) return fail("line: expected [[line]] tables");
@@ -435,12 +475,12 @@ timeout_s = 30                   # no RTP for this long ends the call with BYE (
 symmetric_rtp = true             # latch once onto the real source of RTP (NAT), logged
 
 [call]
-handler = "echo"                 # echo | playback
+handler = "echo"                 # echo | playback | conversation
 max_concurrent = 32              # further INVITEs get 486 Busy Here
 answer_delay_ms = 0              # ring (180) this long before answering
 echo_delay_ms = 200              # echo handler: delay before the caller hears itself
 playback_file = ""               # playback handler: WAV to play, then hang up
-max_duration_s = 0               # hang up after this long (0 = unlimited)
+max_duration_s = 0               # hang up after this long (0 = unlimited; conversation says goodbye first)
 
 [stt]
 engine = "embedded"              # embedded (whisper.cpp) | openai (POST {base_url}/audio/transcriptions)
@@ -476,6 +516,25 @@ voice = "en-us"
 rate_wpm = 170
 remote_voice = "alloy"
 remote_sample_rate = 24000
+
+[agent]                           # used when call.handler = "conversation" (docs/conversation.md)
+greeting = "Hello, this is Parley. How can I help you?"   # "" = wait for the caller
+goodbye = "Thank you for calling. Goodbye."
+vad_threshold = 0.5               # Silero speech probability
+min_speech_ms = 120               # shorter sounds are not an utterance
+end_of_turn_short_ms = 250        # pause: speculative transcript; a complete sentence ends the turn
+end_of_turn_long_ms = 900         # pause that ends the turn whatever was said
+max_utterance_s = 30
+barge_in = true                   # caller speech stops Parley mid-sentence
+barge_in_min_ms = 200
+echo_canceller = true             # WebRTC AEC against our own playout, before the VAD
+silence_prompt_s = 10             # 0 = never prompt
+silence_prompt = "Are you still there?"
+silence_prompts_max = 2           # then goodbye and hang up
+tools = ["hang_up", "transfer", "send_dtmf"]
+transfer_target = ""              # sip: URI; empty = no transfer tool
+dtmf_actions = []                 # e.g. ["0=transfer", "#=hang_up"]; other digits go to the model
+dtmf_timeout_ms = 1500            # digits are sent as one "[keypad 1 2]" after this pause or '#'
 
 [log]
 level = "info"                   # trace | debug | info | warn | error

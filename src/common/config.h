@@ -31,7 +31,7 @@ struct MediaConfig {
 };
 
 struct CallConfig {
-    std::string handler = "echo";   // echo | playback
+    std::string handler = "echo";   // echo | playback | conversation
     int max_concurrent = 32;
     int answer_delay_ms = 0;        // ring before answering
     int echo_delay_ms = 200;
@@ -98,6 +98,30 @@ struct TtsConfig {
     int remote_sample_rate = 24000;   // rate of the raw PCM the server returns
 };
 
+// The conversation handler (call.handler = "conversation"): turn-taking, barge-in, prompts, tools.
+// docs/conversation.md explains each constant and the measurements that chose the defaults.
+struct AgentConfig {
+    std::string greeting = "Hello, this is Parley. How can I help you?";  // empty = say nothing first
+    std::string goodbye = "Thank you for calling. Goodbye.";  // before hang_up, max length, silence
+    double vad_threshold = 0.5;     // Silero speech probability that counts as speech
+    int min_speech_ms = 120;        // shorter bursts (clicks, coughs) are not an utterance
+    int end_of_turn_short_ms = 250; // pause after which a speculative transcript is checked
+    int end_of_turn_long_ms = 900;  // pause that ends the turn whatever the text says
+    int max_utterance_s = 30;       // a longer monologue is cut into a turn
+    bool barge_in = true;           // caller speech while Parley speaks stops Parley
+    int barge_in_min_ms = 200;      // speech needed to count as barge-in
+    bool echo_canceller = true;     // WebRTC AEC with our playout as reference, before the VAD
+    int silence_prompt_s = 10;      // caller silent this long after Parley spoke: prompt (0 = never)
+    std::string silence_prompt = "Are you still there?";
+    int silence_prompts_max = 2;    // then goodbye and hang up
+    std::vector<std::string> tools = {"hang_up", "transfer", "send_dtmf"};  // offered to the model
+    std::string transfer_target;    // sip: URI for transfer (empty = transfer tool not offered)
+    // DTMF: digits go to the model as "[keypad 1 2 3]" after dtmf_timeout_ms or '#', unless a digit
+    // has an action here: "DIGIT=hang_up" or "DIGIT=transfer".
+    std::vector<std::string> dtmf_actions;
+    int dtmf_timeout_ms = 1500;
+};
+
 struct LogConfig {
     std::string level = "info";     // trace | debug | info | warn | error
 };
@@ -111,6 +135,7 @@ struct Config {
     SttConfig stt;
     LlmConfig llm;
     TtsConfig tts;
+    AgentConfig agent;
     LogConfig log;
 };
 

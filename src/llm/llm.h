@@ -33,6 +33,19 @@ struct Message {
     std::string content;
 };
 
+// A function the model may call (OpenAI "tools"). `parameters` is a JSON Schema object as text, e.g.
+// {"type":"object","properties":{"digits":{"type":"string"}},"required":["digits"]}.
+struct Tool {
+    std::string name;
+    std::string description;
+    std::string parameters = R"({"type":"object","properties":{}})";
+};
+
+struct ToolCall {
+    std::string name;
+    std::string arguments;  // JSON object as text ("{}" when the model gave none)
+};
+
 struct Sampling {
     double temperature = 0.7;  // 0 = greedy (deterministic)
     double top_p = 0.9;
@@ -49,6 +62,7 @@ struct Reply {
     int reused_prompt_tokens = 0;  // embedded: of prompt_tokens, those whose KV was reused (system prompt
                                    // cache, the Chat's previous turns) instead of decoded
     double first_token_ms = 0, total_ms = 0;
+    std::vector<ToolCall> tool_calls;  // in the order the model made them; their markup never reaches on_piece
 };
 
 using TokenCallback = std::function<bool(std::string_view piece)>;
@@ -70,6 +84,9 @@ public:
     virtual int active_sequences() const { return -1; }
 };
 
-std::unique_ptr<LanguageModel> create(const LlmConfig& config, std::string* error);
+// `tools`: offered to the model on every reply of every Chat (embedded: described in the system prompt,
+// calls parsed from the reply; remote: the request's "tools"). Empty = plain chat.
+std::unique_ptr<LanguageModel> create(const LlmConfig& config, std::string* error,
+                                      const std::vector<Tool>& tools = {});
 
 }  // namespace parley::llm

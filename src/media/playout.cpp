@@ -43,7 +43,25 @@ size_t Playout::pop(std::span<int16_t> out) {
     std::copy_n(queue_.begin(), n, out.begin());
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
     played_samples_ += n;
+    if (reference_on_) {
+        reference_.insert(reference_.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
+        reference_.insert(reference_.end(), out.size() - n, 0);
+        const size_t cap = static_cast<size_t>(codec_rate_);
+        if (reference_.size() > cap)
+            reference_.erase(reference_.begin(), reference_.begin() + static_cast<std::ptrdiff_t>(reference_.size() - cap));
+    }
     return n;
+}
+
+void Playout::enable_reference() {
+    std::lock_guard lk(queue_mu_);
+    reference_on_ = true;
+}
+
+void Playout::take_reference(std::vector<int16_t>& out) {
+    std::lock_guard lk(queue_mu_);
+    out.insert(out.end(), reference_.begin(), reference_.end());
+    reference_.clear();
 }
 
 int Playout::queued_ms() const {

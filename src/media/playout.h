@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <vector>
 
 #include "common/audio.h"
 #include "media/resampler.h"
@@ -32,6 +33,12 @@ public:
     // Media thread: copies up to out.size() samples, returns how many were real audio (rest untouched).
     size_t pop(std::span<int16_t> out);
 
+    // Echo-canceller reference. Once enabled, every pop() also records the whole packet as the far end
+    // hears it (the real audio, then zeros for the silence the media thread fills in), at the codec rate.
+    // take_reference() appends what was recorded since its last call to `out`; at most 1 s is kept.
+    void enable_reference();
+    void take_reference(std::vector<int16_t>& out);
+
     int codec_rate() const { return codec_rate_; }
     int queued_ms() const;
     // Total ms of real audio handed to the media thread since the start (what the far end has heard).
@@ -44,6 +51,8 @@ private:
     mutable std::mutex queue_mu_;
     std::deque<int16_t> queue_;
     uint64_t played_samples_ = 0;
+    bool reference_on_ = false;
+    std::deque<int16_t> reference_;
 };
 
 }  // namespace parley::media

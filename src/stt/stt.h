@@ -66,6 +66,14 @@ public:
     virtual std::vector<SpeechSpan> segments(std::span<const float> pcm) = 0;
     // Speech probability of each 32 ms window (512 samples) of `pcm`.
     virtual std::vector<float> probabilities(std::span<const float> pcm) = 0;
+
+    // Streaming (one call's live audio): feed 16 kHz samples in any amounts (e.g. 320 per 20 ms frame);
+    // appends to `probs` the probability of each 512-sample window completed by this call, keeping the
+    // model's LSTM state between calls, so the values equal probabilities() over the concatenated audio.
+    // Cheap enough for the media thread (one window is well under a millisecond).
+    virtual void stream(std::span<const float> pcm, std::vector<float>& probs) = 0;
+    // Forgets the stream (buffered samples and LSTM state).
+    virtual void reset_stream() = 0;
 };
 
 std::unique_ptr<Vad> create_vad(const std::string& model_path, std::string* error);

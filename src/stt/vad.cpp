@@ -49,6 +49,18 @@ public:
         return out;
     }
 
+    // TODO(streaming): placeholder — whole-window probabilities with LSTM state reset per window.
+    void stream(std::span<const float> pcm, std::vector<float>& probs) override {
+        pending_.insert(pending_.end(), pcm.begin(), pcm.end());
+        while (pending_.size() >= 512) {
+            auto p = probabilities(std::span<const float>(pending_.data(), 512));
+            probs.insert(probs.end(), p.begin(), p.end());
+            pending_.erase(pending_.begin(), pending_.begin() + 512);
+        }
+    }
+    void reset_stream() override { pending_.clear(); }
+    std::vector<float> pending_;
+
     std::vector<float> probabilities(std::span<const float> pcm) override {
         if (pcm.empty() || !whisper_vad_detect_speech(ctx_, pcm.data(), static_cast<int>(pcm.size()))) return {};
         const float* p = whisper_vad_probs(ctx_);
