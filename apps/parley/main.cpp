@@ -12,6 +12,7 @@
 #include <iostream>
 #include <mutex>
 
+#include "agent/conversation.h"
 #include "call/call_manager.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -32,15 +33,17 @@ public:
         pthread_sigmask(SIG_BLOCK, &set_, nullptr);  // before any thread starts: all inherit the mask
         std::signal(SIGPIPE, SIG_IGN);
     }
-    // Returns the signal number, or 0 when `done()` became true, or -1 on timeout.
-    int wait(const std::function<bool()>& done, std::chrono::seconds timeout) {
+    // Returns the signal number, or 0 when `done()` became true, or -1 on timeout. SIGHUP calls `on_hup`.
+    int wait(const std::function<bool()>& done, std::chrono::seconds timeout,
+             const std::function<void()>& on_hup = {}) {
         auto deadline = std::chrono::steady_clock::now() + timeout;
         while (!done()) {
             if (std::chrono::steady_clock::now() >= deadline) return -1;
             timespec ts{0, 100 * 1000 * 1000};
             int sig = sigtimedwait(&set_, nullptr, &ts);
             if (sig == SIGHUP) {
-                PLOG_INFO("event=sighup action=ignored note=\"config reload is not implemented yet\"");
+                if (on_hup) on_hup();
+                else PLOG_INFO("event=sighup action=ignored");
                 continue;
             }
             if (sig > 0) return sig;
@@ -76,15 +79,37 @@ private:
     call::CallSummary last_;
 };
 
+// Logs each turn's record; the store (operations issue) will take them from here.
+class TurnLog final : public agent::TurnObserver {
+public:
+    void on_turn(const agent::TurnRecord&) override { turns_.fetch_add(1); }
+    std::atomic<uint64_t> turns_{0};
+};
+
+bool is_test_model(const std::string& path) { return path.find("tiny-random") != std::string::npos; }
+
 struct Runtime {
     Config config;
+    agent::Engines engines;
+    TurnLog turn_log;
+    agent::ConversationFactory* conversation = nullptr;
     std::unique_ptr<call::HandlerFactory> handlers;
     std::unique_ptr<call::CallManager> calls;
     std::unique_ptr<sip::SipStack> sip;
 
     bool start(call::CallObserver* observer) {
         std::string err;
-        handlers = call::make_handler_factory(config.call, &err);
+        if (config.call.handler == "conversation") {
+            if (!start_engines(&err)) {
+                PLOG_ERROR("event=startup_failed error=\"{}\"", err);
+                return false;
+            }
+            auto f = agent::make_conversation_factory(config, engines, &turn_log, &err);
+            conversation = f.get();
+            handlers = std::move(f);
+        } else {
+            handlers = call::make_handler_factory(config.call, &err);
+        }
         if (!handlers) {
             PLOG_ERROR("event=startup_failed error=\"{}\"", err);
             return false;
@@ -102,6 +127,50 @@ struct Runtime {
         }
         calls->attach(*sip);
         return true;
+    }
+
+    bool start_engines(std::string* err) {
+        const bool test_models = (config.stt.engine == "embedded" && is_test_model(config.stt.model)) ||
+                                 (config.llm.engine == "embedded" && is_test_model(config.llm.model));
+        if (test_models) {
+            PLOG_WARN("event=test_models_in_use");
+            PLOG_WARN("*****************************************************************************");
+            PLOG_WARN("*  RUNNING ON GENERATED TEST MODELS (random weights): the greeting and the   *");
+            PLOG_WARN("*  speech are real, but transcripts and replies are NONSENSE. For a real     *");
+            PLOG_WARN("*  agent run scripts/fetch-models and set [stt] model and [llm] model.       *");
+            PLOG_WARN("*****************************************************************************");
+        }
+        auto stt = stt::create(config.stt, err);
+        if (!stt) return false;
+        auto llm = llm::create(config.llm, err, agent::tools_for(config.agent));
+        if (!llm) return false;
+        auto tts = tts::create(config.tts, err);
+        if (!tts) return false;
+        PLOG_INFO("event=engines_ready stt=\"{}\" llm=\"{}\" tts=\"{}\"", stt->describe(), llm->describe(),
+                  tts->describe());
+        engines = {std::move(stt), std::move(llm), std::move(tts)};
+        return true;
+    }
+
+    // SIGHUP: new calls use the re-read [agent] section (greeting, prompts, turn-taking, DTMF actions).
+    // Engines, SIP and media settings need a restart.
+    void reload(const std::string& path, const std::vector<std::string>& sets) {
+        std::string err;
+        auto cfg = load_config(path, sets, &err);
+        if (!cfg) {
+            PLOG_ERROR("event=reload_failed error=\"{}\"", err);
+            return;
+        }
+        if (!conversation) {
+            PLOG_INFO("event=reload action=ignored reason=\"only the conversation handler reloads\"");
+            return;
+        }
+        if (!conversation->reconfigure(*cfg, &err)) {
+            PLOG_ERROR("event=reload_failed error=\"{}\"", err);
+            return;
+        }
+        config.agent = cfg->agent;
+        PLOG_INFO("event=reloaded section=agent greeting=\"{}\"", cfg->agent.greeting);
     }
 
     // Hang up calls (bounded), un-register and stop SIP, then free whatever is left.
@@ -141,7 +210,8 @@ int cmd_run(const std::string& path, const std::vector<std::string>& sets, Signa
               rt.config.sip.listen_host, rt.config.sip.listen_port, rt.config.call.handler,
               rt.config.media.rtp_port_min, rt.config.media.rtp_port_max, rt.config.call.max_concurrent,
               rt.config.lines.size());
-    int sig = signals.wait([] { return false; }, std::chrono::hours(24 * 365 * 10));
+    int sig = signals.wait([] { return false; }, std::chrono::hours(24 * 365 * 10),
+                           [&] { rt.reload(path, sets); });
     PLOG_INFO("event=shutdown signal={}", sig);
     rt.shutdown();
     PLOG_INFO("event=stopped");

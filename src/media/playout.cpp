@@ -21,6 +21,7 @@ void Playout::push(std::span<const int16_t> pcm, int sample_rate) {
     }
     std::lock_guard lk(queue_mu_);
     queue_.insert(queue_.end(), out.begin(), out.end());
+    pushed_samples_ += out.size();
 }
 
 int Playout::flush() {
@@ -29,6 +30,8 @@ int Playout::flush() {
         std::lock_guard lk(queue_mu_);
         dropped = queue_.size();
         queue_.clear();
+        pushed_samples_ = played_samples_;
+        if (mark_pos_ > pushed_samples_) mark_pos_ = pushed_samples_;
     }
     {
         std::lock_guard lk(producer_mu_);
@@ -42,6 +45,10 @@ size_t Playout::pop(std::span<int16_t> out) {
     size_t n = std::min(out.size(), queue_.size());
     std::copy_n(queue_.begin(), n, out.begin());
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+    if (mark_armed_ && n > 0 && played_samples_ + n > mark_pos_) {
+        mark_armed_ = false;
+        mark_time_ = std::chrono::steady_clock::now();
+    }
     played_samples_ += n;
     if (reference_on_) {
         reference_.insert(reference_.end(), out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n));
@@ -51,6 +58,20 @@ size_t Playout::pop(std::span<int16_t> out) {
             reference_.erase(reference_.begin(), reference_.begin() + static_cast<std::ptrdiff_t>(reference_.size() - cap));
     }
     return n;
+}
+
+void Playout::mark() {
+    std::lock_guard lk(queue_mu_);
+    mark_armed_ = true;
+    mark_pos_ = pushed_samples_;
+    mark_time_.reset();
+}
+
+std::optional<std::chrono::steady_clock::time_point> Playout::take_mark_time() {
+    std::lock_guard lk(queue_mu_);
+    auto t = mark_time_;
+    mark_time_.reset();
+    return t;
 }
 
 void Playout::enable_reference() {

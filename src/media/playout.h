@@ -6,7 +6,9 @@
 // packet is silence. flush() drops everything queued at once (barge-in must silence us within a tick).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <deque>
 #include <map>
 #include <memory>
@@ -39,6 +41,12 @@ public:
     void enable_reference();
     void take_reference(std::vector<int16_t>& out);
 
+    // Latency marker: mark() notes the current end of the queue; the first pop() that hands out audio pushed
+    // after that moment records the time (the packet carrying it is sent right after). take_mark_time()
+    // returns that time once, nullopt before. A flush() or a new mark() re-arms.
+    void mark();
+    std::optional<std::chrono::steady_clock::time_point> take_mark_time();
+
     int codec_rate() const { return codec_rate_; }
     int queued_ms() const;
     // Total ms of real audio handed to the media thread since the start (what the far end has heard).
@@ -51,6 +59,10 @@ private:
     mutable std::mutex queue_mu_;
     std::deque<int16_t> queue_;
     uint64_t played_samples_ = 0;
+    uint64_t pushed_samples_ = 0;  // played_samples_ + queue_.size()
+    bool mark_armed_ = false;
+    uint64_t mark_pos_ = 0;
+    std::optional<std::chrono::steady_clock::time_point> mark_time_;
     bool reference_on_ = false;
     std::deque<int16_t> reference_;
 };

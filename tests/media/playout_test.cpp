@@ -55,7 +55,7 @@ class PlayoutRates : public ::testing::TestWithParam<int> {};
 // the resampler's delay (64 samples at 8 kHz), and is still a 1 kHz tone of the same level.
 TEST_P(PlayoutRates, PushResamplesToCodecRate) {
     const int rate = GetParam();
-    Playout p(8000);
+    parley::media::Playout p(8000);
     EXPECT_EQ(p.codec_rate(), 8000);
     const size_t chunk = static_cast<size_t>(rate / 50);  // 20 ms chunks, as a TTS or handler would push
     for (size_t i = 0; i < 50; ++i) p.push(tone(1000, rate, chunk, i * chunk), rate);
@@ -77,7 +77,7 @@ INSTANTIATE_TEST_SUITE_P(ProducerRates, PlayoutRates, ::testing::Values(8000, 16
                          [](const auto& p) { return std::to_string(p.param) + "Hz"; });
 
 TEST(Playout, SameRatePushIsCopiedExactly) {
-    Playout p(8000);
+    parley::media::Playout p(8000);
     auto t = tone(440, 8000, 1234);
     p.push(t, 8000);
     EXPECT_EQ(pop_all(p), t);
@@ -96,7 +96,7 @@ TEST(Playout, CodecRate16kAcceptsFramesAsIs) {
 }
 
 TEST(Playout, IgnoresEmptyPushAndBadRate) {
-    Playout p(8000);
+    parley::media::Playout p(8000);
     p.push(std::span<const int16_t>(), 16000);
     p.push(tone(1000, 8000, 160), 0);
     p.push(tone(1000, 8000, 160), -8000);
@@ -106,7 +106,7 @@ TEST(Playout, IgnoresEmptyPushAndBadRate) {
 }
 
 TEST(Playout, PopReturnsRealCountAndLeavesTheRestUntouched) {
-    Playout p(8000);
+    parley::media::Playout p(8000);
     std::vector<int16_t> in(100);
     for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<int16_t>(1000 + i);
     p.push(in, 8000);
@@ -131,7 +131,7 @@ TEST(Playout, PopReturnsRealCountAndLeavesTheRestUntouched) {
 }
 
 TEST(Playout, FlushDropsEverythingAndReportsMs) {
-    Playout p(8000);
+    parley::media::Playout p(8000);
     p.push(tone(1000, 8000, 4000), 8000);  // 500 ms
     EXPECT_EQ(p.queued_ms(), 500);
     EXPECT_EQ(p.flush(), 500);
@@ -144,7 +144,7 @@ TEST(Playout, FlushDropsEverythingAndReportsMs) {
 
 // Barge-in: after flush nothing of the old audio may come out, not even what sat in a resampler's filter.
 TEST(Playout, FlushAlsoForgetsResamplerHistory) {
-    Playout p(8000);
+    parley::media::Playout p(8000);
     for (int i = 0; i < 10; ++i) p.push(tone(1000, 16000, 320, static_cast<size_t>(i) * 320), 16000);
     EXPECT_GT(p.flush(), 150);
     std::vector<int16_t> quiet(1600, 0);  // 100 ms of silence at 16 kHz
@@ -157,7 +157,7 @@ TEST(Playout, FlushAlsoForgetsResamplerHistory) {
 }
 
 TEST(Playout, PlayedMsCountsWhatWasPopped) {
-    Playout p(8000);
+    parley::media::Playout p(8000);
     p.push(tone(1000, 8000, 8000), 8000);  // 1 s
     std::vector<int16_t> buf(160);
     for (int i = 0; i < 10; ++i) ASSERT_EQ(p.pop(buf), 160u);
@@ -174,7 +174,7 @@ TEST(Playout, PlayedMsCountsWhatWasPopped) {
 
 // Two producers and the media thread at once. Run under ASan/UBSan too (PARLEY_SANITIZE=ON).
 TEST(Playout, ConcurrentPushAndPopIsSafe) {
-    Playout p(8000);
+    parley::media::Playout p(8000);
     constexpr int kChunks = 400;
     std::atomic<bool> done{false};
     std::atomic<size_t> popped{0};
@@ -209,3 +209,46 @@ TEST(Playout, ConcurrentPushAndPopIsSafe) {
 
 }  // namespace
 }  // namespace parley::media
+
+TEST(Playout, MarkRecordsTheFirstPopOfAudioPushedAfterIt) {
+    parley::media::Playout p(8000);
+    std::vector<int16_t> a(160, 100), out(160);
+    p.push(a, 8000);  // queued before the mark: not the marked audio
+    p.mark();
+    EXPECT_FALSE(p.take_mark_time());
+    p.push(a, 8000);
+    p.pop(out);  // pops the pre-mark packet
+    EXPECT_FALSE(p.take_mark_time());
+    p.pop(out);  // the marked audio goes out now
+    auto t = p.take_mark_time();
+    ASSERT_TRUE(t);
+    EXPECT_FALSE(p.take_mark_time()) << "returned once";
+    // After a flush the mark re-arms at the (new) end of the queue.
+    p.push(a, 8000);
+    p.mark();
+    p.flush();
+    p.push(a, 8000);
+    p.pop(out);
+    EXPECT_TRUE(p.take_mark_time());
+}
+
+TEST(Playout, ReferenceRecordsWholePacketsWithSilenceAndIsBounded) {
+    parley::media::Playout p(8000);
+    std::vector<int16_t> a(100, 7), out(160, 0), ref;
+    p.pop(out);
+    p.take_reference(ref);
+    EXPECT_TRUE(ref.empty()) << "off until enabled";
+    p.enable_reference();
+    p.push(a, 8000);
+    std::fill(out.begin(), out.end(), 0);
+    p.pop(out);
+    p.take_reference(ref);
+    ASSERT_EQ(ref.size(), 160u);
+    EXPECT_EQ(ref[0], 7);
+    EXPECT_EQ(ref[99], 7);
+    EXPECT_EQ(ref[100], 0);
+    ref.clear();
+    for (int i = 0; i < 100; ++i) p.pop(out);  // 2 s of packets, nobody reading
+    p.take_reference(ref);
+    EXPECT_EQ(ref.size(), 8000u) << "at most 1 s kept";
+}
