@@ -2,6 +2,9 @@
 #pragma once
 #include "llm/llm.h"
 namespace parley::llm {
-std::unique_ptr<LanguageModel> make_llama_model(const LlmConfig& config, std::string* error);   // llama_engine.cpp
-std::unique_ptr<LanguageModel> make_remote_model(const LlmConfig& config, std::string* error);  // remote_llm.cpp
+// `tools` have been checked (check_tools() in tool_parser.h): named, unique, parameters a JSON object.
+std::unique_ptr<LanguageModel> make_llama_model(const LlmConfig& config, std::string* error,
+                                                const std::vector<Tool>& tools);  // llama_engine.cpp
+std::unique_ptr<LanguageModel> make_remote_model(const LlmConfig& config, std::string* error,
+                                                 const std::vector<Tool>& tools);  // remote_llm.cpp
 }  // namespace parley::llm

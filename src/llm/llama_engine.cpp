@@ -15,6 +15,10 @@
 // request plus prompt chunks of newly admitted ones (up to n_batch in all, so a long prompt never stalls
 // the others for more than one step), decodes it, and samples every request whose logits came out.
 //
+// Tools (create()'s `tools`): described in the system message (tool_parser.h, Qwen2.5's "# Tools" wording),
+// so they are part of sequence 0's cached KV; each reply's text goes through a ToolCallParser, which takes
+// the <tool_call>{…}</tool_call> parts out of the spoken text into Reply::tool_calls.
+//
 // Context budget: the KV cache is shared, so each sequence may use at most
 //   system_tokens + (n_ctx - system_tokens) / max_sequences
 // cells (the system prompt's cells are shared by all). With that, decoding can never run out of cells,
@@ -42,6 +46,7 @@
 
 #include "common/log.h"
 #include "llm/engines.h"
+#include "llm/tool_parser.h"
 
 namespace parley::llm {
 namespace {
@@ -176,6 +181,7 @@ struct Request {
     size_t n_chunk = 0;     // prompt tokens in this step's batch
     bool generating = false;
     std::string utf8_held;  // bytes of an unfinished UTF-8 character
+    std::unique_ptr<ToolCallParser> tools;  // when tools are offered: splits calls from the text
 
     // Guarded by Engine::mu_.
     bool admitted = false, done = false;
@@ -202,7 +208,7 @@ public:
         if (model_) llama_model_free(model_);
     }
 
-    bool load(const LlmConfig& config, std::string* error);
+    bool load(const LlmConfig& config, const std::vector<Tool>& tools, std::string* error);
     Reply reply(const std::shared_ptr<SeqState>& chat, const std::vector<Message>& history,
                 const TokenCallback& on_piece, const CancelToken& cancel, const Sampling* sampling);
     void release(const std::shared_ptr<SeqState>& chat);
@@ -232,6 +238,10 @@ private:
     int n_ctx_ = 0;
     int budget_ = 0;  // KV cells one sequence may use (see the top of the file)
     std::string template_;
+    std::string system_text_;  // the system message: llm.system_prompt, then the tools section if any
+    std::vector<std::string> tool_names_;
+    std::vector<llama_token> tag_tokens_;  // <tool_call> / </tool_call> when the vocabulary has them as
+                                           // control tokens (rendered empty unless asked for)
     std::vector<llama_token> system_tokens_;  // KV in sequence 0 when non-empty
     mutable std::atomic<bool> logged_no_prefix_{false};
     std::string describe_;
@@ -249,8 +259,15 @@ private:
     std::thread thread_;
 };
 
-bool Engine::load(const LlmConfig& config, std::string* error) {
+bool Engine::load(const LlmConfig& config, const std::vector<Tool>& tools, std::string* error) {
     config_ = config;
+    system_text_ = config.system_prompt;
+    if (!tools.empty()) {
+        // In the system message, as Qwen2.5's template puts it: so it is in sequence 0's KV, decoded once.
+        if (!system_text_.empty()) system_text_ += "\n\n";
+        system_text_ += render_tools_section(tools);
+        for (const auto& t : tools) tool_names_.push_back(t.name);
+    }
     if (config.max_sequences < 1 || config.max_sequences > 64) {
         if (error) *error = "llm.max_sequences must be 1..64, got " + std::to_string(config.max_sequences);
         return false;
@@ -296,6 +313,15 @@ bool Engine::load(const LlmConfig& config, std::string* error) {
     n_ctx_ = int(llama_n_ctx(ctx_));
     batch_ = llama_batch_init(n_batch_, 0, 1);
 
+    if (!tool_names_.empty()) {
+        for (const char* tag : {"<tool_call>", "</tool_call>"}) {
+            llama_token t[4];
+            const int32_t n = llama_tokenize(vocab_, tag, int32_t(std::strlen(tag)), t, 4, false, true);
+            if (n == 1 && (llama_vocab_get_attr(vocab_, t[0]) & LLAMA_TOKEN_ATTR_CONTROL))
+                tag_tokens_.push_back(t[0]);
+        }
+    }
+
     const char* tmpl = llama_model_chat_template(model_, nullptr);
     template_ = tmpl ? tmpl : "";
     std::string probe;
@@ -328,16 +354,16 @@ bool Engine::load(const LlmConfig& config, std::string* error) {
                 "), n_ctx=" + std::to_string(n_ctx_) + ", sequences=" + std::to_string(config.max_sequences) +
                 ", threads=" + std::to_string(threads);
     PLOG_INFO(
-        "event=llm_loaded model={} desc=\"{}\" n_ctx={} sequences={} threads={} system_tokens={} "
+        "event=llm_loaded model={} desc=\"{}\" n_ctx={} sequences={} threads={} system_tokens={} tools={} "
         "seq_budget={} ms={:.0f}",
-        config.model, desc, n_ctx_, config.max_sequences, threads, system_tokens_.size(), budget_,
-        ms_since(t0));
+        config.model, desc, n_ctx_, config.max_sequences, threads, system_tokens_.size(), tool_names_.size(),
+        budget_, ms_since(t0));
     return true;
 }
 
 bool Engine::render(const std::vector<Message>& history, size_t first, std::string* out) const {
     std::vector<llama_chat_message> msgs;
-    if (!config_.system_prompt.empty()) msgs.push_back({"system", config_.system_prompt.c_str()});
+    if (!system_text_.empty()) msgs.push_back({"system", system_text_.c_str()});
     for (size_t i = first; i < history.size(); ++i)
         msgs.push_back({history[i].role.c_str(), history[i].content.c_str()});
     size_t chars = 64;
@@ -371,9 +397,9 @@ bool Engine::tokenize(const std::string& text, std::vector<llama_token>* out) co
 }
 
 bool Engine::decode_system_prompt(std::string* error) {
-    if (config_.system_prompt.empty()) return true;
-    std::vector<llama_chat_message> msgs{{"system", config_.system_prompt.c_str()}};
-    std::vector<char> buf(config_.system_prompt.size() * 2 + 256);
+    if (system_text_.empty()) return true;
+    std::vector<llama_chat_message> msgs{{"system", system_text_.c_str()}};
+    std::vector<char> buf(system_text_.size() * 2 + 256);
     int32_t n =
         llama_chat_apply_template(template_.c_str(), msgs.data(), 1, false, buf.data(), int32_t(buf.size()));
     if (n > int32_t(buf.size())) {
@@ -389,7 +415,8 @@ bool Engine::decode_system_prompt(std::string* error) {
     const int limit = n_ctx_ / 2;
     if (int(tokens.size()) > limit) {
         if (error)
-            *error = "llm.system_prompt is " + std::to_string(tokens.size()) +
+            *error = "llm.system_prompt" + std::string(tool_names_.empty() ? "" : " with the tools") +
+                     " is " + std::to_string(tokens.size()) +
                      " tokens, more than half of "
                      "llm.context (" +
                      std::to_string(n_ctx_) + ")";
@@ -500,6 +527,7 @@ Reply Engine::reply(const std::shared_ptr<SeqState>& chat, const std::vector<Mes
                 template_.substr(0, 40));
         }
     }
+    if (!tool_names_.empty()) req->tools = std::make_unique<ToolCallParser>(tool_names_);
     req->chat = chat;
     req->on_piece = &on_piece;
     req->cancel = cancel;
@@ -721,14 +749,18 @@ void Engine::step(std::vector<std::shared_ptr<Request>>& running) {
         }
         r->reply.generated_tokens++;
         // Special (control) tokens are not text to speak: special=false renders them empty.
-        const int n = llama_token_to_piece(vocab_, tok, piece, sizeof piece, 0, false);
+        // Except the tool-call tags, when a vocabulary has them as control tokens: the parser needs them.
+        const bool tag = !tag_tokens_.empty() &&
+                         std::find(tag_tokens_.begin(), tag_tokens_.end(), tok) != tag_tokens_.end();
+        const int n = llama_token_to_piece(vocab_, tok, piece, sizeof piece, 0, tag);
         if (n > 0) r->utf8_held.append(piece, size_t(n));
         const size_t ready = utf8_complete_prefix(r->utf8_held);
         if (ready > 0) {
-            const std::string out = r->utf8_held.substr(0, ready);
+            std::string out = r->utf8_held.substr(0, ready);
             r->utf8_held.erase(0, ready);
+            if (r->tools) out = r->tools->feed(out);  // the text outside <tool_call>…</tool_call>
             r->reply.text += out;
-            if (*r->on_piece && !(*r->on_piece)(out)) {
+            if (!out.empty() && *r->on_piece && !(*r->on_piece)(out)) {
                 finish(*r, false, "cancelled");
                 continue;
             }
@@ -766,11 +798,15 @@ llama_token Engine::sample(Request& r) {
 void Engine::finish(Request& r, bool ok, const std::string& error) {
     // A complete reply ends with whatever bytes the model produced, even a broken character; a cancelled
     // one keeps only what was already delivered.
-    if (ok && !r.utf8_held.empty()) {
-        r.reply.text += r.utf8_held;
-        if (*r.on_piece) (*r.on_piece)(r.utf8_held);
+    if (ok) {
+        std::string rest = std::move(r.utf8_held);
         r.utf8_held.clear();
+        if (r.tools) rest = r.tools->feed(rest) + r.tools->finish();  // an unterminated call is dropped here
+        r.reply.text += rest;
+        if (!rest.empty() && *r.on_piece) (*r.on_piece)(rest);
     }
+    // Calls completed before a cancel are returned too (ok = false says the reply was cut short).
+    if (r.tools) r.reply.tool_calls = r.tools->take_calls();
     llama_sampler_free(r.smpl);
     r.smpl = nullptr;
     r.reply.ok = ok;
@@ -778,9 +814,9 @@ void Engine::finish(Request& r, bool ok, const std::string& error) {
     r.reply.total_ms = ms_since(r.t0);
     PLOG_DEBUG(
         "event=llm_reply_done ok={} error=\"{}\" seq={} prompt_tokens={} reused={} generated={} "
-        "first_token_ms={:.1f} total_ms={:.1f}",
+        "tool_calls={} first_token_ms={:.1f} total_ms={:.1f}",
         ok, error, r.chat->seq, r.reply.prompt_tokens, r.reply.reused_prompt_tokens, r.reply.generated_tokens,
-        r.reply.first_token_ms, r.reply.total_ms);
+        r.reply.tool_calls.size(), r.reply.first_token_ms, r.reply.total_ms);
     {
         std::lock_guard lk(mu_);
         r.chat->busy = false;
@@ -818,10 +854,11 @@ private:
 
 }  // namespace
 
-std::unique_ptr<LanguageModel> make_llama_model(const LlmConfig& config, std::string* error) {
+std::unique_ptr<LanguageModel> make_llama_model(const LlmConfig& config, std::string* error,
+                                                const std::vector<Tool>& tools) {
     auto engine = std::make_shared<Engine>();
     std::string err;
-    if (!engine->load(config, &err)) {
+    if (!engine->load(config, tools, &err)) {
         PLOG_ERROR("event=llm_load_failed model={} error=\"{}\"", config.model, err);
         if (error) *error = err;
         return nullptr;

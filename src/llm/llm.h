@@ -57,12 +57,15 @@ struct Sampling {
 struct Reply {
     bool ok = false;
     std::string error;         // "cancelled", or what failed
-    std::string text;          // everything generated (also when cancelled: what came before)
+    std::string text;          // everything generated (also when cancelled: what came before), as given
+                               // to on_piece: tool-call markup is not in it
     int prompt_tokens = 0, generated_tokens = 0;
     int reused_prompt_tokens = 0;  // embedded: of prompt_tokens, those whose KV was reused (system prompt
                                    // cache, the Chat's previous turns) instead of decoded
     double first_token_ms = 0, total_ms = 0;
-    std::vector<ToolCall> tool_calls;  // in the order the model made them; their markup never reaches on_piece
+    // In the order the model made them; their markup never reaches on_piece. Malformed calls and calls to
+    // tools not offered are dropped (logged). A cancelled reply keeps the calls completed before the cancel.
+    std::vector<ToolCall> tool_calls;
 };
 
 using TokenCallback = std::function<bool(std::string_view piece)>;

@@ -6,12 +6,20 @@
 // either is reported as "server closed the stream mid-reply" (llama-server killed, proxy timeout...).
 // Cancel (token or callback returning false) closes the connection, which makes llama-server stop
 // generating for that slot. The request is stateless: each Chat sends the whole history every turn.
+//
+// Tools: sent as the request's "tools" ({"type":"function","function":{name, description, parameters}}).
+// Calls come back as choices[0].delta.tool_calls[] fragments (index, id, function.name, function.arguments
+// pieces), joined by index into Reply::tool_calls when the stream is complete; the content also goes
+// through the <tool_call> text parser (llama-server without a tool-aware template leaves the markup there).
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "common/log.h"
 #include "llm/engines.h"
+#include "llm/tool_parser.h"
 #include "net/http_client.h"
 
 namespace parley::llm {
@@ -37,9 +45,17 @@ std::string error_message(const json& j) {
     return it->dump();
 }
 
+// One OpenAI streamed tool call, put together from its delta fragments.
+struct PartialCall {
+    size_t order = 0;  // when its first fragment came (calls are returned in the order they started)
+    std::string id, name, arguments;
+};
+
 class RemoteChat final : public Chat {
 public:
-    explicit RemoteChat(const LlmConfig& config) : config_(config) {}
+    RemoteChat(const LlmConfig& config, std::vector<Tool> tools) : config_(config), tools_(std::move(tools)) {
+        for (const auto& t : tools_) tool_names_.push_back(t.name);
+    }
 
     Reply reply(const std::vector<Message>& history, const TokenCallback& on_piece, const CancelToken& cancel,
                 const Sampling* sampling) override {
@@ -69,6 +85,17 @@ public:
         };
         // top_k is not part of the OpenAI API (OpenAI rejects unknown fields); the seed is.
         if (s.seed != 0) body["seed"] = s.seed;
+        if (!tools_.empty()) {
+            json tools = json::array();
+            for (const auto& t : tools_) {
+                tools.push_back({{"type", "function"},
+                                 {"function",
+                                  {{"name", t.name},
+                                   {"description", t.description},
+                                   {"parameters", json::parse(t.parameters)}}}});  // checked by create()
+            }
+            body["tools"] = std::move(tools);
+        }
 
         net::HttpRequest req;
         req.url = net::join_url(config_.remote.base_url, "/chat/completions");
@@ -85,6 +112,22 @@ public:
         bool stopped = false;        // the callback asked to stop
         std::string stream_error;    // an error event inside the stream
         int pieces = 0;
+        std::unique_ptr<ToolCallParser> text_calls;  // <tool_call> markup left in the content
+        if (!tools_.empty()) text_calls = std::make_unique<ToolCallParser>(tool_names_);
+        std::map<size_t, PartialCall> delta_calls;   // by the delta's "index"
+        std::vector<std::pair<size_t, ToolCall>> calls;  // (order, call)
+        size_t order = 0;
+        const auto take_text_calls = [&] {
+            if (!text_calls) return;
+            for (auto& c : text_calls->take_calls()) calls.emplace_back(order++, std::move(c));
+        };
+        const auto speak = [&](const std::string& piece) {
+            if (piece.empty()) return true;
+            if (pieces == 0) out.first_token_ms = ms_since(t0);
+            ++pieces;
+            out.text += piece;
+            return on_piece(piece);
+        };
         net::SseParser sse;
         const auto on_event = [&](const net::SseEvent& ev) {
             if (net::is_done_marker(ev)) {
@@ -108,16 +151,35 @@ public:
             if (choices == j.end() || !choices->is_array() || choices->empty()) return true;
             const json& c = (*choices)[0];
             if (auto d = c.find("delta"); d != c.end() && d->is_object()) {
-                if (auto content = d->find("content"); content != d->end() && content->is_string()) {
-                    const std::string& piece = content->get_ref<const std::string&>();
-                    if (!piece.empty()) {
-                        if (pieces == 0) out.first_token_ms = ms_since(t0);
-                        ++pieces;
-                        out.text += piece;
-                        if (!on_piece(piece)) {
-                            stopped = true;
-                            return false;
+                // Calls are only taken when tools were offered (an empty list would accept any name).
+                auto tc = d->find("tool_calls");
+                if (!tools_.empty() && tc != d->end() && tc->is_array()) {
+                    for (size_t k = 0; k < tc->size(); ++k) {
+                        const json& f = (*tc)[k];
+                        if (!f.is_object()) continue;
+                        const auto idx = f.find("index");
+                        const size_t i = idx != f.end() && idx->is_number_unsigned() ? idx->get<size_t>() : k;
+                        auto [it, fresh] = delta_calls.try_emplace(i);
+                        if (fresh) it->second.order = order++;
+                        PartialCall& pc = it->second;
+                        if (auto id = f.find("id"); id != f.end() && id->is_string() && pc.id.empty())
+                            pc.id = id->get<std::string>();
+                        if (auto fn = f.find("function"); fn != f.end() && fn->is_object()) {
+                            // Fragments are appended, as OpenAI's own client accumulates them.
+                            if (auto n = fn->find("name"); n != fn->end() && n->is_string())
+                                pc.name += n->get_ref<const std::string&>();
+                            if (auto a = fn->find("arguments"); a != fn->end() && a->is_string())
+                                pc.arguments += a->get_ref<const std::string&>();
                         }
+                    }
+                }
+                if (auto content = d->find("content"); content != d->end() && content->is_string()) {
+                    const std::string& raw = content->get_ref<const std::string&>();
+                    const bool go_on = speak(text_calls ? text_calls->feed(raw) : raw);
+                    take_text_calls();
+                    if (!go_on) {
+                        stopped = true;
+                        return false;
                     }
                 }
             }
@@ -131,6 +193,24 @@ public:
         net::HttpResponse r = net::perform(req, on_body, cancel);
         if (r.ok && !done && stream_error.empty() && !stopped) sse.finish(on_event);
         const bool complete = done || finished;
+        if (complete && !stopped && stream_error.empty() && text_calls) {
+            speak(text_calls->finish());  // a held-back "<tool" that was text after all (the reply is over)
+            take_text_calls();
+        }
+        for (const auto& [index, pc] : delta_calls) {
+            ToolCall call;
+            std::string why;
+            if (make_tool_call(pc.name, pc.arguments, tool_names_, &call, &why)) {
+                calls.emplace_back(pc.order, std::move(call));
+            } else if (complete) {  // a cut-short stream: its last call may just be unfinished
+                PLOG_WARN(
+                    "event=llm_tool_call_dropped engine=openai reason=\"{}\" id={} name=\"{}\" arguments=\"{}\"",
+                    why, pc.id, pc.name, pc.arguments.substr(0, 200));
+            }
+        }
+        std::stable_sort(calls.begin(), calls.end(),
+                         [](const auto& a, const auto& b) { return a.first < b.first; });
+        for (auto& c : calls) out.tool_calls.push_back(std::move(c.second));
         out.total_ms = ms_since(t0);
         if (out.generated_tokens == 0) out.generated_tokens = pieces;
 
@@ -162,29 +242,35 @@ public:
 
 private:
     LlmConfig config_;  // a copy, so a Chat does not depend on its model's lifetime
+    std::vector<Tool> tools_;
+    std::vector<std::string> tool_names_;
 };
 
 class RemoteModel final : public LanguageModel {
 public:
-    explicit RemoteModel(const LlmConfig& config) : config_(config) {}
-    std::unique_ptr<Chat> open() override { return std::make_unique<RemoteChat>(config_); }
+    RemoteModel(const LlmConfig& config, std::vector<Tool> tools)
+        : config_(config), tools_(std::move(tools)) {}
+    std::unique_ptr<Chat> open() override { return std::make_unique<RemoteChat>(config_, tools_); }
     std::string describe() const override {
         return "openai " + config_.remote.base_url + " model " + (config_.remote.model.empty() ? "(default)" : config_.remote.model);
     }
 
 private:
     LlmConfig config_;
+    std::vector<Tool> tools_;
 };
 
 }  // namespace
 
-std::unique_ptr<LanguageModel> make_remote_model(const LlmConfig& config, std::string* error) {
+std::unique_ptr<LanguageModel> make_remote_model(const LlmConfig& config, std::string* error,
+                                                 const std::vector<Tool>& tools) {
     if (config.remote.base_url.empty()) {
         if (error) *error = "llm.remote.base_url: required for engine = \"openai\" (e.g. \"http://127.0.0.1:8080/v1\")";
         return nullptr;
     }
-    PLOG_INFO("event=llm_ready engine=openai url={} model={}", config.remote.base_url, config.remote.model);
-    return std::make_unique<RemoteModel>(config);
+    PLOG_INFO("event=llm_ready engine=openai url={} model={} tools={}", config.remote.base_url,
+              config.remote.model, tools.size());
+    return std::make_unique<RemoteModel>(config, tools);
 }
 
 }  // namespace parley::llm

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "llm/llm.h"
+#include "llm/tool_parser.h"
 
 namespace parley::llm {
 namespace {
@@ -86,6 +87,12 @@ std::string shell_quote(const std::string& s) {
     std::string q = "'";
     for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
     return q + "'";
+}
+
+Reply ask_greedy(Chat& chat, const std::vector<Message>& history, int max_tokens) {
+    Sampling s = greedy(max_tokens);
+    return chat.reply(
+        history, [](std::string_view) { return true; }, CancelToken{}, &s);
 }
 
 class LlamaEngineTest : public ::testing::Test {
@@ -410,6 +417,75 @@ TEST(LlamaEngineQueue, ReplyWaitingForASequenceCanBeCancelled) {
     // The sequence is free again: the queued Chat can now reply.
     Reply r2 = chat->reply({{"user", "Me too."}}, nullptr, CancelToken{}, &s);
     EXPECT_TRUE(r2.ok) << r2.error;
+}
+
+// 8. Tools: described in the system prompt (so in the cached KV, decoded once at load), and with the
+// tool-call parser on the output, plain text is unchanged: still llama-simple's greedy continuation of
+// the same (tool-bearing) prompt. The random model never writes a <tool_call>, so the parsing itself is
+// tested in tool_parser_test.cpp and remote_llm_tools_test.cpp.
+TEST(LlamaEngineTools, ToolsAreInTheCachedSystemPromptAndTextStillEqualsLlamaSimple) {
+    const std::vector<Tool> tools{
+        {"hang_up", "End the call politely.", R"({"type":"object","properties":{}})"},
+        {"transfer", "Transfer the caller to another number or SIP URI.",
+         R"({"type":"object","properties":{"target":{"type":"string"}},"required":["target"]})"},
+        {"send_dtmf", "Send DTMF digits on the line.",
+         R"({"type":"object","properties":{"digits":{"type":"string"}},"required":["digits"]})"}};
+    LlmConfig c = test_config();
+    c.max_sequences = 2;
+    auto plain = load(c);
+    std::string err;
+    auto with_tools = create(c, &err, tools);
+    ASSERT_TRUE(plain);
+    ASSERT_TRUE(with_tools) << err;
+
+    const std::vector<Message> history{{"user", "Hello my name is"}};
+    const int n = 32;
+    auto plain_chat = plain->open();
+    const Reply p = ask_greedy(*plain_chat, history, n);
+    auto chat = with_tools->open();
+    std::string streamed;
+    Sampling s = greedy(n);
+    const Reply t = chat->reply(
+        history,
+        [&](std::string_view piece) {
+            streamed += piece;
+            return true;
+        },
+        CancelToken{}, &s);
+    ASSERT_TRUE(p.ok) << p.error;
+    ASSERT_TRUE(t.ok) << t.error;
+    std::printf("prompt/reused tokens: plain %d/%d, with tools %d/%d\n", p.prompt_tokens,
+                p.reused_prompt_tokens, t.prompt_tokens, t.reused_prompt_tokens);
+    EXPECT_GT(t.prompt_tokens, p.prompt_tokens + 100);  // the tools section is a few hundred tokens
+    // ...all of it in the system prompt's cache: the reply decodes only what the plain one decodes.
+    EXPECT_EQ(t.reused_prompt_tokens - p.reused_prompt_tokens, t.prompt_tokens - p.prompt_tokens);
+    EXPECT_EQ(t.prompt_tokens - t.reused_prompt_tokens, p.prompt_tokens - p.reused_prompt_tokens);
+    EXPECT_EQ(t.generated_tokens, n);
+    EXPECT_EQ(streamed, t.text);
+    EXPECT_TRUE(t.tool_calls.empty());
+
+    const std::string prompt =
+        chatml({{"system", std::string(kSystem) + "\n\n" + render_tools_section(tools)}, history[0]});
+    std::string up =
+        run_capture(std::string(PARLEY_LLAMA_SIMPLE) + " -m " + shell_quote(PARLEY_LLM_TEST_MODEL) + " -n " +
+                    std::to_string(n) + " " + shell_quote(prompt) + " 2>/dev/null");
+    ASSERT_EQ(up.rfind(prompt, 0), 0u) << "llama-simple did not echo the prompt: " << up;
+    up = up.substr(prompt.size());
+    if (!up.empty() && up.back() == '\n') up.pop_back();
+    std::printf("[ours    ] %s\n[upstream] %s\n", t.text.c_str(), up.c_str());
+    EXPECT_EQ(t.text, up);
+
+    // The next turn reuses the whole previous prompt; a new Chat reuses the system prompt with the tools.
+    std::vector<Message> h = history;
+    h.push_back({"assistant", t.text});
+    h.push_back({"user", "Second question."});
+    const Reply t2 = ask_greedy(*chat, h, 8);
+    ASSERT_TRUE(t2.ok) << t2.error;
+    EXPECT_GE(t2.reused_prompt_tokens, t.prompt_tokens);
+    auto chat2 = with_tools->open();
+    const Reply t3 = ask_greedy(*chat2, {{"user", "Another caller."}}, 8);
+    ASSERT_TRUE(t3.ok) << t3.error;
+    EXPECT_EQ(t3.reused_prompt_tokens, t.reused_prompt_tokens);
 }
 
 // 7. Bad model files: nullptr and an error naming the file, never an abort.

@@ -205,6 +205,37 @@ TEST(RemoteLlm, StreamsAChatReplyFromLlamaServer) {
     EXPECT_TRUE(chat->reply({{"user", "Hi"}}, [](std::string_view) { return true; }, CancelToken{}).ok);
 }
 
+// Tools against the real llama-server (its Jinja chat path, on by default, parses "tools"): the request is
+// accepted and the reply streams. The test model's plain ChatML template does not render tools (llama-server
+// leaves them out of its prompt: seen with /apply-template), and the random model makes no calls; the
+// parsing of calls is tested against a double in tests/llm/remote_llm_tools_test.cpp. Any call it did make
+// must be well-formed.
+TEST(RemoteLlm, LlamaServerAcceptsOurTools) {
+    auto server = start_llama_server();
+    ASSERT_TRUE(server);
+    const std::vector<parley::llm::Tool> tools{
+        {"hang_up", "End the call politely.", R"({"type":"object","properties":{}})"},
+        {"transfer", "Transfer the caller.",
+         R"({"type":"object","properties":{"target":{"type":"string"}},"required":["target"]})"},
+        {"send_dtmf", "Send DTMF digits.",
+         R"({"type":"object","properties":{"digits":{"type":"string"}},"required":["digits"]})"}};
+    std::string err;
+    auto llm = parley::llm::create(llm_config(server->url("/v1")), &err, tools);
+    ASSERT_TRUE(llm) << err;
+    std::string joined;
+    const auto r = llm->open()->reply({{"user", "Put me through to sales."}}, [&](std::string_view p) {
+        joined += p;
+        return true;
+    }, CancelToken{});
+    ASSERT_TRUE(r.ok) << r.error << "\n" << server->log_tail();
+    EXPECT_EQ(joined, r.text);
+    EXPECT_GT(r.generated_tokens, 0);
+    for (const auto& c : r.tool_calls) {
+        EXPECT_TRUE(c.name == "hang_up" || c.name == "transfer" || c.name == "send_dtmf") << c.name;
+        EXPECT_EQ(c.arguments.front(), '{') << c.arguments;
+    }
+}
+
 TEST(RemoteLlm, ServerKilledMidStreamIsAnError) {
     auto server = start_llama_server();
     ASSERT_TRUE(server);
