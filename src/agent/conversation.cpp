@@ -27,7 +27,8 @@ constexpr int kVadWindow = 512;                // Silero's window at 16 kHz
 constexpr int kVadWindowMs = 32;
 constexpr int kPreRollMs = 200;                // audio kept before speech onset (the VAD needs a window or two)
 constexpr double kHysteresis = 0.15;           // silence below threshold - this (as Silero's own iterator)
-constexpr int kSpeechRunResetMs = 160;         // a silence this long ends a run of speech (barge-in counting)
+constexpr int kSpeechRunResetMs = 160;
+constexpr double kUnheardMs = 100;             // less than this of a reply played: the caller did not hear it         // a silence this long ends a run of speech (barge-in counting)
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -161,6 +162,8 @@ public:
     void on_end() override {
         stop_threads();
         chat_.reset();  // frees the call's LLM sequence now, not when the factory goes
+        PLOG_INFO("call={} event=conversation_end turns={} llm_sequences_in_use={}", call_id_, turn_index_,
+                  s_->engines.llm->active_sequences());
     }
 
 private:
@@ -203,7 +206,8 @@ private:
         int id = 0;
         std::vector<Segment> segments;
         bool interrupted = false;
-        std::string heard;  // set when interrupted
+        std::string heard;     // set when interrupted
+        double heard_ms = 0;   // set when interrupted: how much of it was played
     };
     struct SpeakItem {
         std::string text;
@@ -329,6 +333,9 @@ private:
             pushed_ms_ = played;
             if (current_speech_) {
                 std::string h;
+                double heard_ms = 0;
+                for (auto& seg : current_speech_->segments) heard_ms += std::clamp(played - seg.start_ms, 0.0, seg.dur_ms);
+                current_speech_->heard_ms = heard_ms;
                 for (auto& seg : current_speech_->segments) {
                     double frac = seg.dur_ms > 0 ? (played - seg.start_ms) / seg.dur_ms : 0;
                     std::string part = heard_prefix(seg.text, std::clamp(frac, 0.0, 1.0));
@@ -694,22 +701,25 @@ private:
         // What did the caller hear?
         bool interrupted = token.cancelled();
         std::string heard;
+        double heard_ms = -1;  // -1: all of it
         {
             std::lock_guard lk(push_mu_);
             if (speech->interrupted) {
                 interrupted = true;
                 heard = speech->heard;
+                heard_ms = speech->heard_ms;
             } else if (!interrupted) {
                 for (auto& seg : speech->segments) heard += (heard.empty() ? "" : " ") + seg.text;
             } else {
                 heard = speech->heard;
+                heard_ms = speech->heard_ms;
             }
             if (current_speech_ == speech) current_speech_.reset();
         }
         reply_active_.store(false);
         rec.interrupted = interrupted;
         rec.reply_text = heard;
-        if (interrupted && heard.empty()) {
+        if (interrupted && heard_ms >= 0 && heard_ms < kUnheardMs) {
             // Nothing of the reply reached the caller: they were still talking. Keep their words for the
             // next turn instead of answering a sentence they had not finished.
             history_.pop_back();
