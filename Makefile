@@ -28,7 +28,7 @@ build-fuzz:
 	cmake --build --preset fuzz -j $(JOBS)
 
 run: setup build
-	build/bin/parley run --config $(CONFIG)
+	scripts/run-parley $(CONFIG)
 
 # The full suite: unit tests, the same unit tests under ASan+UBSan, the integration tests with real SIP
 # peers on 127.0.0.1, and each fuzz target for FUZZ_SECONDS.
