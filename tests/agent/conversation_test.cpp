@@ -78,7 +78,7 @@ Env& env() {
         x->config.stt.workers = 1;
         x->config.llm.model = PARLEY_LLM_TEST_MODEL;
         x->config.llm.temperature = 0;
-        x->config.llm.max_tokens = 12;
+        x->config.llm.max_tokens = 6;  // the random model babbles; espeak spells it out slowly
         x->config.llm.max_sequences = 2;
         x->config.llm.context = 2048;
         std::string err;
