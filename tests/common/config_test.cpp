@@ -87,6 +87,20 @@ TEST(Config, OverridesSetAnyKeyAndCreateLines) {
     EXPECT_EQ(cfg->lines[1].user, "1002");
 }
 
+TEST(Config, AgentSectionAndItsOverrides) {
+    std::string err;
+    auto cfg = load_config("", {"call.handler=conversation", "agent.greeting=Hi there.", "agent.barge_in=false",
+                                "agent.dtmf_actions=0=transfer,#=hang_up", "agent.transfer_target=sip:op@pbx",
+                                "agent.vad_threshold=0.6"}, &err);
+    ASSERT_TRUE(cfg) << err;
+    EXPECT_EQ(cfg->call.handler, "conversation");
+    EXPECT_EQ(cfg->agent.greeting, "Hi there.");
+    EXPECT_FALSE(cfg->agent.barge_in);
+    EXPECT_EQ(cfg->agent.dtmf_actions, (std::vector<std::string>{"0=transfer", "#=hang_up"}));
+    EXPECT_DOUBLE_EQ(cfg->agent.vad_threshold, 0.6);
+    EXPECT_EQ(cfg->agent.end_of_turn_short_ms, 250);
+}
+
 TEST(Config, OverrideBeatsFile) {
     auto path = write_temp("[call]\nmax_concurrent = 10\n[[line]]\nuser = \"1\"\nregistrar = \"sip:a\"\n");
     std::string err;
@@ -146,7 +160,14 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"set_bad_int", "", {"call.max_concurrent=lots"}, "call.max_concurrent: expected an integer"},
         BadCase{"set_skips_line_index", "", {"line.1.user=7"}, "the next one is line.0"},
         BadCase{"set_unknown_key", "", {"media.colour=blue"}, "media.colour: unknown key"},
-        BadCase{"bad_log_level", "[log]\nlevel = \"loud\"\n", {}, "log.level"}),
+        BadCase{"bad_log_level", "[log]\nlevel = \"loud\"\n", {}, "log.level"},
+        BadCase{"agent_unknown_tool", "[agent]\ntools = [\"launch\"]\n", {}, "agent.tools: unknown tool \"launch\""},
+        BadCase{"agent_long_before_short", "", {"agent.end_of_turn_short_ms=500", "agent.end_of_turn_long_ms=300"},
+                "agent.end_of_turn_long_ms: expected at least end_of_turn_short_ms"},
+        BadCase{"agent_bad_dtmf_action", "", {"agent.dtmf_actions=5=dance"}, "agent.dtmf_actions: expected"},
+        BadCase{"agent_transfer_without_target", "", {"agent.dtmf_actions=0=transfer"}, "needs agent.transfer_target"},
+        BadCase{"agent_bad_target", "", {"agent.transfer_target=operator"}, "agent.transfer_target: expected a sip: URI"},
+        BadCase{"agent_threshold_range", "[agent]\nvad_threshold = 1.5\n", {}, "agent.vad_threshold"}),
     [](const auto& p) { return std::string(p.param.name); });
 
 }  // namespace
