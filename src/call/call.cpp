@@ -40,12 +40,68 @@ bool Call::start_media(const media::StreamParams& params, std::string* error) {
 
 void Call::update_media(const media::StreamParams& params) { media_->update(params); }
 
+void Call::set_bridge(std::shared_ptr<AudioBridge> bridge) {
+    bool on = bridge != nullptr;
+    {
+        std::lock_guard lk(bridge_mu_);
+        bridge_ = std::move(bridge);
+    }
+    // Stays true once set: a call that was bridged never goes back to its handler.
+    if (on) bridged_.store(true, std::memory_order_release);
+}
+
+bool Call::relay_info_dtmf(char digit) {
+    if (!bridged()) return false;
+    if (auto b = bridge()) b->relay_dtmf(*this, digit);
+    return true;
+}
+
 void Call::on_audio(const AudioFrame& frame) {
+    if (bridged_.load(std::memory_order_acquire)) {
+        if (auto b = bridge()) b->relay_audio(*this, frame);
+        return;
+    }
     if (handler_started_.load(std::memory_order_acquire)) handler_->on_audio(frame);
 }
 
 void Call::on_dtmf(char digit) {
+    if (bridged_.load(std::memory_order_acquire)) {
+        if (auto b = bridge()) b->relay_dtmf(*this, digit);
+        return;
+    }
     if (handler_started_.load(std::memory_order_acquire)) handler_->on_dtmf(digit);
+}
+
+// ---- AudioBridge --------------------------------------------------------------------------------
+
+void AudioBridge::relay_audio(const Call& from, const AudioFrame& frame) {
+    std::lock_guard lk(mu_);
+    if (!a_) return;
+    media::Playout& out = peer_of(from)->playout();
+    if (out.queued_ms() > kMaxQueuedMs) out.flush();
+    out.push(frame);
+    ++frames_;
+}
+
+void AudioBridge::relay_dtmf(const Call& from, char digit) {
+    std::lock_guard lk(mu_);
+    if (!a_) return;
+    peer_of(from)->send_dtmf(std::string(1, digit));
+}
+
+void AudioBridge::detach() {
+    std::lock_guard lk(mu_);
+    a_ = b_ = nullptr;
+}
+
+bool AudioBridge::attached() const {
+    std::lock_guard lk(mu_);
+    return a_ != nullptr;
+}
+
+uint64_t AudioBridge::frames_relayed() const {
+    std::lock_guard lk(mu_);
+    return frames_;
 }
 
 void Call::on_media_timeout() { requests_.request_hangup(info_.id, "media_timeout"); }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "call/handler.h"
@@ -30,6 +31,7 @@ struct CallInfo {
     std::string end_reason;
     int sip_status = 0;
     std::string codec;
+    CallId bridge_of = 0;  // a transfer's bridge leg: the call it was dialled for (not reported to observers)
 };
 
 // What a Call asks of its manager; implemented by CallManager, thread-safe, never blocks.
@@ -38,6 +40,34 @@ public:
     virtual ~CallRequests() = default;
     virtual void request_hangup(CallId id, const std::string& reason) = 0;
     virtual void request_transfer(CallId id, const std::string& target) = 0;
+};
+
+class Call;
+
+// Relays audio and DTMF between two answered calls (the bridge fallback of a transfer). Both Calls hold it
+// (shared_ptr) and call relay_* from their own media threads: each 16 kHz frame one call receives goes to
+// the other's Playout, each digit to the other's send_dtmf. The control thread calls detach() before either
+// Call is destroyed; once it returns no relay touches either Call again (the mutex is held only for memory
+// work: a Playout push, a DTMF queue append; never across I/O).
+class AudioBridge {
+public:
+    AudioBridge(Call& a, Call& b) : a_(&a), b_(&b) {}
+    void relay_audio(const Call& from, const AudioFrame& frame);  // media thread of `from`
+    void relay_dtmf(const Call& from, char digit);                // media (or control) thread of `from`
+    void detach();                                                // control thread; idempotent
+    bool attached() const;
+    uint64_t frames_relayed() const;
+
+    // When the peer's queue is longer than this (its clock runs slower than ours, or it was held), the
+    // backlog is dropped so the delay through the bridge stays bounded.
+    static constexpr int kMaxQueuedMs = 200;
+
+private:
+    Call* peer_of(const Call& from) const { return &from == a_ ? b_ : a_; }
+    mutable std::mutex mu_;
+    Call* a_;  // both null once detached
+    Call* b_;
+    uint64_t frames_ = 0;
 };
 
 class Call final : public media::MediaSink, public CallControl {
@@ -62,6 +92,13 @@ public:
     }
     bool handler_on_time_limit() { return handler_started_ && handler_->on_time_limit(); }
 
+    // Control thread. Once a bridge is set, incoming audio and DTMF go to it instead of the handler (the
+    // handler gets no more on_audio/on_dtmf). nullptr clears it (after AudioBridge::detach()).
+    void set_bridge(std::shared_ptr<AudioBridge> bridge);
+    bool bridged() const { return bridged_.load(std::memory_order_acquire); }
+    // A digit that arrived by SIP INFO (control thread): relayed when bridged. true if it was.
+    bool relay_info_dtmf(char digit);
+
     CallInfo& info() { return info_; }
     CallState state() const { return state_; }
     void set_state(CallState s) { state_ = s; }
@@ -84,6 +121,13 @@ private:
     std::unique_ptr<CallHandler> handler_;
     std::unique_ptr<media::MediaSession> media_;  // declared last: destroyed (joined) first
     std::atomic<bool> handler_started_{false};
+    std::atomic<bool> bridged_{false};
+    mutable std::mutex bridge_mu_;  // guards bridge_ (set on the control thread, read on the media thread)
+    std::shared_ptr<AudioBridge> bridge_;
+    std::shared_ptr<AudioBridge> bridge() const {
+        std::lock_guard lk(bridge_mu_);
+        return bridge_;
+    }
     bool media_started_ = false;
     CallState state_ = CallState::kRinging;
 };

@@ -66,6 +66,19 @@ std::vector<media::CodecId> codec_ids(const std::vector<std::string>& names) {
     return out;
 }
 
+// Transfer timings.
+constexpr std::chrono::seconds kReferAnswerTimeout{10};   // no final response to REFER -> bridge fallback
+constexpr std::chrono::seconds kReferNotifyTimeout{10};   // REFER 2xx, no final NOTIFY -> transferred
+constexpr std::chrono::seconds kBridgeAnswerTimeout{30};  // target not answering -> failed
+constexpr std::chrono::seconds kTimeLimitBackstop{30};    // handler said it ends the call itself
+
+// The handler of a bridge leg: its audio is relayed by the AudioBridge, so it does nothing itself.
+class BridgeLegHandler final : public CallHandler {
+public:
+    void on_start(CallControl&) override {}
+    void on_audio(const AudioFrame&) override {}
+};
+
 uint64_t random_u64() {
     static thread_local std::mt19937_64 rng{std::random_device{}()};
     return rng() >> 12;  // SDP o= ids are decimal; keep them short
@@ -124,10 +137,13 @@ void CallManager::run() {
             lk.lock();
             continue;
         }
-        if (timers_.empty())
+        if (timers_.empty()) {
             cv_.wait(lk);
-        else
-            cv_.wait_until(lk, timers_.begin()->first);
+        } else {
+            // A copy: wait_until reads the deadline again after waking, and stop() may have cleared timers_.
+            const Clock::time_point next = timers_.begin()->first;
+            cv_.wait_until(lk, next);
+        }
     }
 }
 
@@ -169,8 +185,17 @@ void CallManager::on_answered(sip::DialogId id, const std::string& sdp) {
 }
 void CallManager::on_info_dtmf(sip::DialogId id, char digit) {
     post([this, id, digit] {
-        if (Call* c = by_dialog(id)) PLOG_INFO("event=dtmf_received call={} digit={} via=info", c->id(), digit);
+        if (Call* c = by_dialog(id)) {
+            PLOG_INFO("event=dtmf_received call={} digit={} via=info", c->id(), digit);
+            c->relay_info_dtmf(digit);  // bridged: to the other leg
+        }
     });
+}
+void CallManager::on_refer_result(sip::DialogId id, int status, const std::string& phrase) {
+    post([this, id, status, phrase] { handle_refer_result(id, status, phrase); });
+}
+void CallManager::on_refer_notify(sip::DialogId id, int sipfrag_status, bool terminated) {
+    post([this, id, sipfrag_status, terminated] { handle_refer_notify(id, sipfrag_status, terminated); });
 }
 void CallManager::on_terminated(sip::DialogId id, sip::EndCause cause, int status, const std::string& phrase) {
     post([this, id, cause, status, phrase] { handle_terminated(id, cause, status, phrase); });
@@ -224,13 +249,15 @@ media::StreamParams CallManager::to_stream(const sdp::NegotiatedMedia& m) const 
     return p;
 }
 
-std::unique_ptr<Call> CallManager::make_call(CallInfo info, std::unique_ptr<media::RtpSockets> sockets) {
+std::unique_ptr<Call> CallManager::make_call(CallInfo info, std::unique_ptr<media::RtpSockets> sockets,
+                                             std::unique_ptr<CallHandler> handler) {
     media::MediaSessionOptions mo;
     mo.jitter_ms = config_.media.jitter_ms;
     mo.timeout_s = config_.media.timeout_s;
     mo.symmetric_rtp = config_.media.symmetric_rtp;
     mo.log_tag = "call=" + std::to_string(info.id);
-    return std::make_unique<Call>(std::move(info), std::move(sockets), std::move(mo), handlers_.create(), *this);
+    if (!handler) handler = handlers_.create();
+    return std::make_unique<Call>(std::move(info), std::move(sockets), std::move(mo), std::move(handler), *this);
 }
 
 void CallManager::handle_invite(const sip::InviteInfo& inv) {
@@ -320,7 +347,20 @@ void CallManager::answer(CallId id) {
     }
     if (observer_) observer_->on_call_answered(call.info());
     if (config_.call.max_duration_s > 0)
-        after(std::chrono::seconds(config_.call.max_duration_s), [this, id] { do_hangup(id, "max_duration"); });
+        after(std::chrono::seconds(config_.call.max_duration_s), [this, id] { on_max_duration(id); });
+}
+
+void CallManager::on_max_duration(CallId id) {
+    auto it = calls_.find(id);
+    if (it == calls_.end() || it->second->state() == CallState::kEnding) return;
+    Call& call = *it->second;
+    // A bridged call has no conversation left to close: it ends now.
+    if (!call.bridged() && call.handler_on_time_limit()) {
+        PLOG_INFO("event=call_time_limit call={} handler_ends=true backstop_s={}", id, kTimeLimitBackstop.count());
+        after(kTimeLimitBackstop, [this, id] { do_hangup(id, "max_duration"); });
+        return;
+    }
+    do_hangup(id, "max_duration");
 }
 
 void CallManager::handle_ack(sip::DialogId dialog, const std::string& sdp_text) {
@@ -389,6 +429,11 @@ void CallManager::handle_reinvite(sip::DialogId dialog, const std::string& sdp_t
 }
 
 CallId CallManager::originate(const std::string& uri, const std::string& line, std::string* error) {
+    return originate_call(uri, line, nullptr, 0, error);
+}
+
+CallId CallManager::originate_call(const std::string& uri, const std::string& line,
+                                   std::unique_ptr<CallHandler> handler, CallId bridge_of, std::string* error) {
     if (uri.rfind("sip:", 0) != 0 && uri.rfind("sips:", 0) != 0) {
         if (error) *error = "expected a sip: URI, got \"" + uri + "\"";
         return 0;
@@ -398,7 +443,8 @@ CallId CallManager::originate(const std::string& uri, const std::string& line, s
     CallId id = next_call_id_++;
     // The dialog id comes from the SIP stack; the rest happens on the control thread.
     auto shared_sockets = std::make_shared<std::unique_ptr<media::RtpSockets>>(std::move(sockets));
-    post([this, id, uri, line, shared_sockets] {
+    auto shared_handler = std::make_shared<std::unique_ptr<CallHandler>>(std::move(handler));
+    post([this, id, uri, line, shared_sockets, shared_handler, bridge_of] {
         std::string host = uri.substr(uri.find(':') + 1);
         if (auto at = host.find('@'); at != std::string::npos) host = host.substr(at + 1);
         host = host.substr(0, host.find_first_of(":;>"));
@@ -411,9 +457,10 @@ CallId CallManager::originate(const std::string& uri, const std::string& line, s
         info.to = uri;
         info.remote_uri = uri;
         info.line = line;
+        info.bridge_of = bridge_of;
         info.started = std::chrono::system_clock::now();
         info.dialog = sip_->invite(uri, offer, line);
-        auto call = make_call(info, std::move(*shared_sockets));
+        auto call = make_call(info, std::move(*shared_sockets), std::move(*shared_handler));
         PLOG_INFO("event=call_outgoing call={} to={} line={} local_port={}", id, uri, line.empty() ? "-" : line,
                   call->local_port());
         calls_.emplace(id, std::move(call));
@@ -421,7 +468,7 @@ CallId CallManager::originate(const std::string& uri, const std::string& line, s
         pending_[id] = std::move(pending);
         active_++;
         if (config_.call.max_duration_s > 0)
-            after(std::chrono::seconds(config_.call.max_duration_s), [this, id] { do_hangup(id, "max_duration"); });
+            after(std::chrono::seconds(config_.call.max_duration_s), [this, id] { on_max_duration(id); });
     });
     return id;
 }
@@ -449,7 +496,9 @@ void CallManager::handle_answered(sip::DialogId dialog, const std::string& sdp_t
     call->info().codec = std::string(media::codec_info(m->codec).name);
     PLOG_INFO("event=call_answered call={} codec={} pt={} ptime={} remote={}:{} local_port={}", call->id(),
               call->info().codec, m->payload_type, m->ptime, m->remote_address, m->remote_port, call->local_port());
-    if (observer_) observer_->on_call_answered(call->info());
+    // A bridge leg is part of the original call: observers (e.g. `parley call` waiting for its call) see that one.
+    if (observer_ && !call->info().bridge_of) observer_->on_call_answered(call->info());
+    if (bridge_legs_.count(call->id())) complete_bridge(call->id());
 }
 
 void CallManager::request_hangup(CallId id, const std::string& reason) {
@@ -457,13 +506,196 @@ void CallManager::request_hangup(CallId id, const std::string& reason) {
 }
 
 void CallManager::request_transfer(CallId id, const std::string& target) {
-    // Placeholder until REFER/bridging lands: report failure so the handler can say so.
-    post([this, id, target] {
-        auto it = calls_.find(id);
-        if (it == calls_.end()) return;
-        PLOG_WARN("call={} event=transfer_failed target={} reason=not_implemented", id, target);
-        it->second->handler_on_transfer({TransferOutcome::kFailed, 0, "transfer not implemented"});
+    post([this, id, target] { start_transfer(id, target); });
+}
+
+// ---- transfer (control thread) ------------------------------------------------------------------
+
+void CallManager::start_transfer(CallId id, const std::string& target) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    Call& call = *it->second;
+    auto refuse = [&](const std::string& why) {
+        PLOG_WARN("event=transfer_result call={} outcome=failed status=0 target={} detail=\"{}\"", id, target, why);
+        call.handler_on_transfer({TransferOutcome::kFailed, 0, why});
+    };
+    if (call.state() != CallState::kActive && call.state() != CallState::kAnswered)
+        return refuse("the call is not answered or is ending");
+    if (transfers_.count(id) || bridge_legs_.count(id)) return refuse("a transfer is already under way");
+    if (target.rfind("sip:", 0) != 0 && target.rfind("sips:", 0) != 0)
+        return refuse("expected a sip: URI, got \"" + target + "\"");
+    Transfer& t = transfers_[id];
+    t.serial = ++transfer_serial_;
+    t.target = target;
+    t.phase = Transfer::Phase::kRefer;
+    PLOG_INFO("event=transfer_refer call={} target={}", id, target);
+    sip_->refer(call.info().dialog, target);
+    after(kReferAnswerTimeout, [this, id, serial = t.serial] {
+        auto tr = transfers_.find(id);
+        if (tr == transfers_.end() || tr->second.serial != serial || tr->second.phase != Transfer::Phase::kRefer)
+            return;
+        PLOG_WARN("event=transfer_refer_timeout call={} after_s={}", id, kReferAnswerTimeout.count());
+        start_bridge(id, 408, "REFER unanswered");
     });
+}
+
+void CallManager::handle_refer_result(sip::DialogId dialog, int status, const std::string& phrase) {
+    Call* call = by_dialog(dialog);
+    if (!call) return;
+    CallId id = call->id();
+    auto it = transfers_.find(id);
+    if (it == transfers_.end() || it->second.phase != Transfer::Phase::kRefer) return;  // late: already decided
+    Transfer& t = it->second;
+    t.refer_status = status;
+    t.refer_detail = fmt::format("REFER {} {}", status, phrase);
+    PLOG_INFO("event=transfer_refer_response call={} status={} phrase=\"{}\"", id, status, phrase);
+    if (status >= 200 && status < 300) {
+        t.phase = Transfer::Phase::kWaitNotify;
+        after(kReferNotifyTimeout, [this, id, serial = t.serial] {
+            auto tr = transfers_.find(id);
+            if (tr == transfers_.end() || tr->second.serial != serial ||
+                tr->second.phase != Transfer::Phase::kWaitNotify)
+                return;
+            int st = tr->second.refer_status;
+            std::string detail = tr->second.refer_detail + fmt::format(", no final NOTIFY in {} s",
+                                                                      kReferNotifyTimeout.count());
+            finish_transfer(id, TransferOutcome::kTransferred, st, detail);
+            do_hangup(id, "transferred");
+        });
+        return;
+    }
+    start_bridge(id, status, t.refer_detail);
+}
+
+void CallManager::handle_refer_notify(sip::DialogId dialog, int sipfrag, bool terminated) {
+    Call* call = by_dialog(dialog);
+    if (!call) return;
+    CallId id = call->id();
+    auto it = transfers_.find(id);
+    PLOG_INFO("event=transfer_notify call={} sipfrag={} terminated={}", id, sipfrag, terminated);
+    if (it == transfers_.end()) return;
+    Transfer& t = it->second;
+    // A NOTIFY can overtake the 202 (UDP): it proves the REFER was accepted.
+    if (t.phase == Transfer::Phase::kRefer) {
+        t.phase = Transfer::Phase::kWaitNotify;
+        t.refer_status = 202;
+        t.refer_detail = "REFER accepted";
+    }
+    if (t.phase != Transfer::Phase::kWaitNotify || sipfrag < 200) return;  // 1xx: the target is ringing
+    std::string detail = fmt::format("{}, NOTIFY SIP/2.0 {}", t.refer_detail, sipfrag);
+    if (sipfrag < 300) {
+        finish_transfer(id, TransferOutcome::kTransferred, sipfrag, detail);
+        do_hangup(id, "transferred");
+    } else {
+        finish_transfer(id, TransferOutcome::kFailed, sipfrag, detail);
+    }
+}
+
+void CallManager::start_bridge(CallId id, int refer_status, const std::string& why) {
+    auto it = transfers_.find(id);
+    auto c = calls_.find(id);
+    if (it == transfers_.end() || c == calls_.end()) return;
+    Transfer& t = it->second;
+    t.refer_status = refer_status;
+    t.refer_detail = why;
+    std::string err;
+    CallId leg = originate_call(t.target, c->second->info().line, std::make_unique<BridgeLegHandler>(), id, &err);
+    if (leg == 0) {
+        finish_transfer(id, TransferOutcome::kFailed, refer_status, why + "; cannot call the target: " + err);
+        return;
+    }
+    t.phase = Transfer::Phase::kDialing;
+    t.leg = leg;
+    bridge_legs_[leg] = id;
+    PLOG_INFO("event=transfer_bridge_dial call={} leg={} target={} why=\"{}\"", id, leg, t.target, why);
+    after(kBridgeAnswerTimeout, [this, id, serial = t.serial] {
+        auto tr = transfers_.find(id);
+        if (tr == transfers_.end() || tr->second.serial != serial || tr->second.phase != Transfer::Phase::kDialing)
+            return;
+        PLOG_WARN("event=transfer_bridge_timeout call={} leg={} after_s={}", id, tr->second.leg,
+                  kBridgeAnswerTimeout.count());
+        tr->second.leg_timed_out = true;
+        do_hangup(tr->second.leg, "transfer_no_answer");  // its end reports the failure
+    });
+}
+
+void CallManager::complete_bridge(CallId leg_id) {
+    auto lit = bridge_legs_.find(leg_id);
+    if (lit == bridge_legs_.end()) return;
+    CallId id = lit->second;
+    auto tit = transfers_.find(id);
+    auto c = calls_.find(id);
+    auto l = calls_.find(leg_id);
+    if (tit == transfers_.end() || c == calls_.end() || l == calls_.end()) return;
+    Call& orig = *c->second;
+    Call& leg = *l->second;
+    if (orig.state() == CallState::kEnding || !orig.media_started() || !leg.media_started()) {
+        do_hangup(leg_id, "bridge_peer_ended");
+        return;
+    }
+    auto bridge = std::make_shared<AudioBridge>(orig, leg);
+    orig.playout().flush();  // whatever the handler had queued is not for the target's conversation
+    orig.set_bridge(bridge);
+    leg.set_bridge(bridge);
+    Transfer& t = tit->second;
+    t.phase = Transfer::Phase::kBridged;
+    t.bridge = bridge;
+    PLOG_INFO("event=bridge_started call={} leg={} target={} codecs={}/{}", id, leg_id, t.target, orig.info().codec,
+              leg.info().codec);
+    finish_transfer(id, TransferOutcome::kBridged, 200, t.refer_detail + "; target 200");
+}
+
+// Reports the result to the original call's handler; the Transfer stays while a bridge exists.
+void CallManager::finish_transfer(CallId id, TransferOutcome outcome, int status, const std::string& detail) {
+    auto it = transfers_.find(id);
+    if (it == transfers_.end()) return;
+    PLOG_INFO("event=transfer_result call={} outcome={} status={} target={} detail=\"{}\"", id,
+              transfer_outcome_str(outcome), status, it->second.target, detail);
+    if (outcome != TransferOutcome::kBridged) transfers_.erase(it);
+    auto c = calls_.find(id);
+    if (c != calls_.end()) c->second->handler_on_transfer({outcome, status, detail});
+}
+
+// `call` (id) is ending: detach any bridge it is in before it is destroyed, and end or fail its partner.
+void CallManager::transfer_on_call_end(CallId id, Call& call) {
+    if (auto lit = bridge_legs_.find(id); lit != bridge_legs_.end()) {  // a bridge leg
+        CallId orig = lit->second;
+        bridge_legs_.erase(lit);
+        auto tit = transfers_.find(orig);
+        if (tit == transfers_.end()) return;
+        Transfer& t = tit->second;
+        if (t.bridge) {
+            t.bridge->detach();
+            if (auto c = calls_.find(orig); c != calls_.end()) c->second->set_bridge(nullptr);
+            PLOG_INFO("event=bridge_ended call={} leg={} ended_by=leg reason={} frames={}", orig, id,
+                      call.info().end_reason, t.bridge->frames_relayed());
+            call.set_bridge(nullptr);
+            transfers_.erase(tit);
+            do_hangup(orig, "bridge_peer_ended");
+            return;
+        }
+        // Never answered: busy, failed, cancelled by our timeout.
+        int st = t.leg_timed_out ? 408 : call.info().sip_status;
+        std::string detail = fmt::format("{}; target {}", t.refer_detail, t.leg_timed_out ? std::string("no answer")
+                                                                                             : call.info().end_reason);
+        finish_transfer(orig, TransferOutcome::kFailed, st, detail);
+        return;
+    }
+    auto tit = transfers_.find(id);  // an original call
+    if (tit == transfers_.end()) return;
+    Transfer& t = tit->second;
+    if (t.leg) {
+        bridge_legs_.erase(t.leg);
+        if (t.bridge) {
+            t.bridge->detach();
+            if (auto l = calls_.find(t.leg); l != calls_.end()) l->second->set_bridge(nullptr);
+            call.set_bridge(nullptr);
+            PLOG_INFO("event=bridge_ended call={} leg={} ended_by=call reason={} frames={}", id, t.leg,
+                      call.info().end_reason, t.bridge->frames_relayed());
+        }
+        do_hangup(t.leg, t.bridge ? "bridge_peer_ended" : "transfer_abandoned");
+    }
+    transfers_.erase(tit);
 }
 
 void CallManager::hangup_all(const std::string& reason) {
@@ -499,7 +731,8 @@ void CallManager::handle_terminated(sip::DialogId dialog, sip::EndCause cause, i
     if (call) {
         auto& info = call->info();
         info.sip_status = status;
-        if (info.end_reason.empty() || cause == sip::EndCause::kRemoteBye) {
+        // A transferee may send its own BYE as we send ours: the call still ended by transfer.
+        if (info.end_reason.empty() || (cause == sip::EndCause::kRemoteBye && info.end_reason != "transferred")) {
             if (cause == sip::EndCause::kFailed)
                 info.end_reason = "failed_" + std::to_string(status);
             else
@@ -512,9 +745,12 @@ void CallManager::handle_terminated(sip::DialogId dialog, sip::EndCause cause, i
     sip_->release(dialog);
 }
 
-void CallManager::end_call(CallId id, const std::string& reason) {
+void CallManager::end_call(CallId id, std::string reason) {
     auto it = calls_.find(id);
     if (it == calls_.end()) return;
+    it->second->info().end_reason = reason;
+    transfer_on_call_end(id, *it->second);  // before the call goes: no bridge may point at it
+    it = calls_.find(id);
     std::unique_ptr<Call> call = std::move(it->second);
     calls_.erase(it);
     pending_.erase(id);
@@ -538,7 +774,7 @@ void CallManager::end_call(CallId id, const std::string& reason) {
               id, reason, summary.info.sip_status, summary.answered, summary.duration_s, m.packets_received,
               m.packets_sent, m.packets_lost, m.packets_late, m.packets_invalid, m.packets_foreign, m.jitter_ms,
               m.send_late_p99_us, m.dtmf_received);
-    if (observer_) observer_->on_call_ended(summary);
+    if (observer_ && !summary.info.bridge_of) observer_->on_call_ended(summary);
     {
         std::lock_guard lk(idle_mu_);
     }

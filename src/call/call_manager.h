@@ -5,6 +5,13 @@
 // answering and destroying Calls, timers (answer delay, max duration), and the call limit (486 beyond
 // call.max_concurrent). Media threads reach it only through queued requests (hangup). So no lock is ever
 // held across I/O, and a slow call cannot stall signalling.
+//
+// Transfer (CallControl::transfer) is blind: REFER to the peer; 2xx, then a NOTIFY whose sipfrag is 2xx (or
+// no final NOTIFY within 10 s) -> "transferred", we BYE our leg; a sipfrag >= 300 -> failed, the call goes
+// on. REFER refused (>= 300) or unanswered for 10 s -> bridge fallback: we call the target ourselves (same
+// line as the original call) with an internal handler and, once it answers, relay audio and DTMF between
+// the two calls through an AudioBridge; either leg ending hangs up the other ("bridge_peer_ended"). The
+// target not answering (busy, failed, 30 s) -> failed, the original call goes on with its handler.
 #pragma once
 
 #include <chrono>
@@ -68,6 +75,8 @@ public:
     void on_progress(sip::DialogId id, int status, const std::string& phrase) override;
     void on_answered(sip::DialogId id, const std::string& sdp) override;
     void on_info_dtmf(sip::DialogId id, char digit) override;
+    void on_refer_result(sip::DialogId id, int status, const std::string& phrase) override;
+    void on_refer_notify(sip::DialogId id, int sipfrag_status, bool terminated) override;
     void on_terminated(sip::DialogId id, sip::EndCause cause, int status, const std::string& phrase) override;
     void on_line_state(const sip::LineStatus& status) override;
 
@@ -85,12 +94,24 @@ private:
     void handle_answered(sip::DialogId dialog, const std::string& sdp);
     void handle_terminated(sip::DialogId dialog, sip::EndCause cause, int status, const std::string& phrase);
     void do_hangup(CallId id, const std::string& reason);
-    void end_call(CallId id, const std::string& reason);
+    void on_max_duration(CallId id);
+    CallId originate_call(const std::string& uri, const std::string& line, std::unique_ptr<CallHandler> handler,
+                          CallId bridge_of, std::string* error);
+    // transfer (control thread)
+    void start_transfer(CallId id, const std::string& target);
+    void handle_refer_result(sip::DialogId dialog, int status, const std::string& phrase);
+    void handle_refer_notify(sip::DialogId dialog, int sipfrag, bool terminated);
+    void start_bridge(CallId id, int refer_status, const std::string& why);
+    void complete_bridge(CallId leg);
+    void finish_transfer(CallId id, TransferOutcome outcome, int status, const std::string& detail);
+    void transfer_on_call_end(CallId id, Call& call);
+    void end_call(CallId id, std::string reason);  // by value: callers pass the call's own end_reason
     void mark_active(Call& call);
     Call* by_dialog(sip::DialogId dialog);
     sdp::LocalMedia local_media(uint16_t port, const std::string& remote_hint) const;
     media::StreamParams to_stream(const sdp::NegotiatedMedia& m) const;
-    std::unique_ptr<Call> make_call(CallInfo info, std::unique_ptr<media::RtpSockets> sockets);
+    std::unique_ptr<Call> make_call(CallInfo info, std::unique_ptr<media::RtpSockets> sockets,
+                                    std::unique_ptr<CallHandler> handler = nullptr);
 
     Config config_;
     HandlerFactory& handlers_;
@@ -119,6 +140,21 @@ private:
         sdp::LocalMedia local;
     };
     std::unordered_map<CallId, Pending> pending_;
+
+    struct Transfer {  // one per call with a transfer under way (or bridged), keyed by the original call
+        enum class Phase { kRefer, kWaitNotify, kDialing, kBridged };
+        Phase phase = Phase::kRefer;
+        uint64_t serial = 0;  // timers check it: a later transfer of the same call is not theirs
+        std::string target;
+        int refer_status = 0;
+        std::string refer_detail;  // "REFER 405 Method Not Allowed", for the result's detail
+        CallId leg = 0;            // the bridge leg we dialled
+        bool leg_timed_out = false;
+        std::shared_ptr<AudioBridge> bridge;
+    };
+    std::unordered_map<CallId, Transfer> transfers_;
+    std::unordered_map<CallId, CallId> bridge_legs_;  // bridge leg -> original call
+    uint64_t transfer_serial_ = 0;
 };
 
 }  // namespace parley::call

@@ -32,6 +32,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/log.h"
 
@@ -159,6 +160,7 @@ struct SipStack::Impl {
         bool auth_tried = false;
         std::string line;
         std::string contact_user;  // user part for our Contact (the line's user, or the Request-URI user)
+        std::string local_uri;     // our side of the dialog (To of an incoming INVITE, From of ours): Referred-By
         int final_status = 0;
         std::string final_phrase;
     };
@@ -177,6 +179,10 @@ struct SipStack::Impl {
     su_timer_t* shutdown_timer = nullptr;
     std::unordered_map<DialogId, std::unique_ptr<Dialog>> dialogs;
     std::vector<std::unique_ptr<Line>> lines;
+    // nua_respond() keeps the phrase pointer until the stack processes the response (later in the loop), so
+    // phrases must outlive the command that sent them: interned here (a handful of distinct strings).
+    std::unordered_set<std::string> phrases;
+    const char* intern_phrase(const std::string& p) { return phrases.insert(p).first->c_str(); }
     bool shutting_down = false;
     int unregisters_pending = 0;
 
@@ -421,7 +427,20 @@ struct SipStack::Impl {
             case nua_r_bye:
                 return;
             case nua_r_refer:
-                if (d) events.on_progress(d->id, status, phrase ? phrase : "");
+                // NUA reports 100 at once (the REFER is on its way), then the final response.
+                if (d && status >= 200) {
+                    PLOG_DEBUG("event=sip_refer_response dialog={} status={}", d->id, status);
+                    events.on_refer_result(d->id, status, phrase ? phrase : "");
+                }
+                return;
+            case nua_i_notify:
+                // In-dialog NOTIFY for our REFER's implicit subscription: NUA matched it to the subscription
+                // usage and answered it (200) before reporting it here.
+                if (d) {
+                    on_notify(*d, status, sip, tags);
+                    return;
+                }
+                if (!line && nh) nua_handle_destroy(nh);
                 return;
             case nua_i_info:
                 if (d) on_info(*d, sip);
@@ -449,7 +468,6 @@ struct SipStack::Impl {
             case nua_i_publish:
             case nua_i_method:
             case nua_i_refer:
-            case nua_i_notify:
             case nua_i_register:
             case nua_i_update:
             case nua_i_prack:
@@ -486,6 +504,7 @@ struct SipStack::Impl {
                 if (sip->sip_from->a_display) info.from_display = sip->sip_from->a_display;
             }
             if (sip->sip_to) info.to = url_str(sip->sip_to->a_url);
+            d.local_uri = info.to;
             if (sip->sip_request && sip->sip_request->rq_url->url_user) {
                 std::string user = sip->sip_request->rq_url->url_user;
                 for (auto& l : lines)
@@ -541,6 +560,26 @@ struct SipStack::Impl {
         nua_respond(d.nh, SIP_200_OK, TAG_END());
     }
 
+    void on_notify(Dialog& d, int status, const sip_t* sip, tagi_t tags[]) {
+        if (status >= 300 || !sip) return;  // NUA refused it (e.g. 481: no such subscription)
+        if (!sip->sip_event || !sip->sip_event->o_type || std::string(sip->sip_event->o_type) != "refer") return;
+        int substate = nua_substate_active;
+        tl_gets(tags, NUTAG_SUBSTATE_REF(substate), TAG_END());
+        bool terminated = substate == nua_substate_terminated;
+        if (sip->sip_subscription_state && sip->sip_subscription_state->ss_substate &&
+            std::string(sip->sip_subscription_state->ss_substate) == "terminated")
+            terminated = true;
+        // message/sipfrag body: "SIP/2.0 200 OK\r\n..."
+        int frag = 0;
+        std::string body = payload_str(sip);
+        if (body.rfind("SIP/2.0 ", 0) == 0 && body.size() >= 11) {
+            frag = std::atoi(body.c_str() + 8);
+            if (frag < 100 || frag > 699) frag = 0;
+        }
+        PLOG_DEBUG("event=sip_refer_notify dialog={} sipfrag={} terminated={}", d.id, frag, terminated);
+        events.on_refer_notify(d.id, frag, terminated);
+    }
+
     void terminated(Dialog& d, int status, const char* phrase) {
         EndCause cause;
         if (shutting_down) cause = EndCause::kShutdown;
@@ -564,7 +603,7 @@ struct SipStack::Impl {
         if (status >= 200 && status < 300 && d->state == DialogState::kIncoming) d->state = DialogState::kEstablished;
         // The Contact of our answer names the line that was called (NUA would otherwise reuse the user
         // of whichever line registered last).
-        nua_respond(d->nh, status, phrase.c_str(),
+        nua_respond(d->nh, status, intern_phrase(phrase),
                     TAG_IF(!d->contact_user.empty(), NUTAG_M_USERNAME(d->contact_user.c_str())),
                     TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                     TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())), TAG_END());
@@ -613,6 +652,8 @@ struct SipStack::Impl {
             from = fmt::format("sip:{}@{}", l->cfg.user, domain);
             if (!l->cfg.display_name.empty()) from = fmt::format("\"{}\" <{}>", l->cfg.display_name, from);
         }
+        if (l) d.local_uri = fmt::format("sip:{}@{}", l->cfg.user,
+                                         l->cfg.domain.empty() ? host_of(l->cfg.registrar) : l->cfg.domain);
         d.nh = nua_handle(nua, reinterpret_cast<nua_hmagic_t*>(&d), SIPTAG_TO_STR(uri.c_str()),
                           TAG_IF(!from.empty(), SIPTAG_FROM_STR(from.c_str())), TAG_END());
         dialogs.emplace(id, std::move(owned));
@@ -629,8 +670,15 @@ struct SipStack::Impl {
 
     void do_refer(DialogId id, const std::string& target) {
         Dialog* d = dialog(id);
-        if (!d || d->state != DialogState::kEstablished) return;
-        nua_refer(d->nh, SIPTAG_REFER_TO_STR(target.c_str()), TAG_END());
+        if (!d || d->state != DialogState::kEstablished) {
+            events.on_refer_result(id, 481, "Call/Transaction Does Not Exist");
+            return;
+        }
+        // NUA would put a bare "<sip:HOST:PORT>" in Referred-By: name the side of the dialog we are.
+        std::string by = d->local_uri.empty() ? std::string() : "<" + d->local_uri + ">";
+        nua_refer(d->nh, SIPTAG_REFER_TO_STR(target.c_str()),
+                  TAG_IF(!by.empty(), SIPTAG_REFERRED_BY_STR(by.c_str())),
+                  TAG_IF(!d->contact_user.empty(), NUTAG_M_USERNAME(d->contact_user.c_str())), TAG_END());
     }
 
     void do_info_dtmf(DialogId id, char digit) {

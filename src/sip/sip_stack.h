@@ -75,6 +75,17 @@ public:
     virtual void on_answered(DialogId id, const std::string& sdp) = 0;
     // A DTMF digit sent with SIP INFO (application/dtmf-relay); RFC 4733 digits come through media.
     virtual void on_info_dtmf(DialogId id, char digit) { (void)id; (void)digit; }
+    // The final response to our REFER (refer()): 2xx accepted, >= 300 refused; 408 when none came (sofia's
+    // transaction timeout) and 500 when it could not be sent.
+    virtual void on_refer_result(DialogId id, int status, const std::string& phrase) {
+        (void)id; (void)status; (void)phrase;
+    }
+    // A NOTIFY (Event: refer) of the implicit subscription our accepted REFER created; the stack has
+    // answered it 200. `sipfrag_status` is the status of the message/sipfrag body ("SIP/2.0 180 Ringing" ->
+    // 180; 0 when the body has no status line); `terminated` when Subscription-State says so.
+    virtual void on_refer_notify(DialogId id, int sipfrag_status, bool terminated) {
+        (void)id; (void)sipfrag_status; (void)terminated;
+    }
     // The dialog is over for good; no more events for `id`. Call release(id) when done with it.
     virtual void on_terminated(DialogId id, EndCause cause, int status, const std::string& phrase) = 0;
     // A line's registration state changed.
@@ -107,7 +118,9 @@ public:
     // Places a call; events for it come with the returned id. `line` selects credentials and From.
     DialogId invite(const std::string& uri, const std::string& sdp, const std::string& line = "");
     void send_info_dtmf(DialogId id, char digit);
-    // REFER the peer of `id` to `target` (blind transfer). Result arrives as on_progress(id, status).
+    // REFER the peer of `id` to `target` (blind transfer). The final response arrives as on_refer_result,
+    // the progress of the referred call as on_refer_notify. An unknown or not established dialog gets
+    // on_refer_result(id, 481).
     void refer(DialogId id, const std::string& target);
 
     std::vector<LineStatus> lines() const;
