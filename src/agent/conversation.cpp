@@ -149,7 +149,11 @@ public:
     }
 
     void on_transfer(const call::TransferResult& result) override {
-        if (result.outcome == call::TransferOutcome::kBridged) bridged_.store(true);
+        if (result.outcome == call::TransferOutcome::kBridged) {
+            // The caller now talks to the target: nothing of ours may reach the playout any more.
+            bridged_.store(true);
+            interrupt("bridged");
+        }
         post({.kind = EventKind::kTransfer, .transfer = result});
     }
 

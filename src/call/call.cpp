@@ -56,6 +56,10 @@ bool Call::relay_info_dtmf(char digit) {
     return true;
 }
 
+void Call::deliver_info_dtmf(char digit) {
+    if (handler_started_.load(std::memory_order_acquire)) handler_->on_dtmf(digit);
+}
+
 void Call::on_audio(const AudioFrame& frame) {
     if (bridged_.load(std::memory_order_acquire)) {
         if (auto b = bridge()) b->relay_audio(*this, frame);

@@ -98,6 +98,8 @@ public:
     bool bridged() const { return bridged_.load(std::memory_order_acquire); }
     // A digit that arrived by SIP INFO (control thread): relayed when bridged. true if it was.
     bool relay_info_dtmf(char digit);
+    // Control thread: a SIP INFO digit for the handler (RFC 4733 digits arrive on the media thread).
+    void deliver_info_dtmf(char digit);
 
     CallInfo& info() { return info_; }
     CallState state() const { return state_; }

@@ -187,7 +187,7 @@ void CallManager::on_info_dtmf(sip::DialogId id, char digit) {
     post([this, id, digit] {
         if (Call* c = by_dialog(id)) {
             PLOG_INFO("event=dtmf_received call={} digit={} via=info", c->id(), digit);
-            c->relay_info_dtmf(digit);  // bridged: to the other leg
+            if (!c->relay_info_dtmf(digit)) c->deliver_info_dtmf(digit);  // bridged: to the other leg
         }
     });
 }

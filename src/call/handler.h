@@ -53,6 +53,7 @@ public:
     virtual void on_start(CallControl& control) = 0;
     // Every 20 ms on the call's media thread; must not block.
     virtual void on_audio(const AudioFrame& frame) = 0;
+    // A digit: RFC 4733 on the media thread, SIP INFO on the control thread. Must not block.
     virtual void on_dtmf(char digit) { (void)digit; }
     // A transfer asked for with CallControl::transfer finished (control thread).
     virtual void on_transfer(const TransferResult& result) { (void)result; }
