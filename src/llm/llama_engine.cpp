@@ -459,12 +459,17 @@ bool Engine::build_prompt(const std::vector<Message>& history, int max_tokens,
     auto fits = [&](const std::vector<llama_token>& p) { return int(p.size()) + max_tokens <= budget_; };
     size_t first = 0;
     if (!fits(*prompt) && n > 1) {
+        // Trim to two thirds of the budget, not just under it: a trimmed history changes the prompt's
+        // prefix, so its KV must be decoded again; with room to spare, the next turns append to the cached
+        // prefix instead of re-decoding the whole history every turn (measured: bench/conversation_bench.py).
+        const int target = budget_ - budget_ / 3;
+        auto fits_target = [&](const std::vector<llama_token>& p) { return int(p.size()) + max_tokens <= target; };
         // Fewer turns never need more tokens, so the first turn to keep can be found by bisection.
         size_t lo = 1, hi = n - 1;  // answer in [lo, hi]; hi always kept as a candidate
         std::vector<llama_token> p;
         while (lo < hi) {
             const size_t mid = (lo + hi) / 2;
-            if (tokens_from(mid, &p) && fits(p))
+            if (tokens_from(mid, &p) && fits_target(p))
                 hi = mid;
             else
                 lo = mid + 1;
