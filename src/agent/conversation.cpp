@@ -2,6 +2,7 @@
 #include "agent/conversation.h"
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -27,8 +28,12 @@ constexpr int kVadWindow = 512;                // Silero's window at 16 kHz
 constexpr int kVadWindowMs = 32;
 constexpr int kPreRollMs = 200;                // audio kept before speech onset (the VAD needs a window or two)
 constexpr double kHysteresis = 0.15;           // silence below threshold - this (as Silero's own iterator)
-constexpr int kSpeechRunResetMs = 160;
-constexpr double kUnheardMs = 100;             // less than this of a reply played: the caller did not hear it         // a silence this long ends a run of speech (barge-in counting)
+constexpr int kSpeechRunResetMs = 160;         // a silence this long ends a run of speech (barge-in counting)
+constexpr int kAecWarmupMs = 1000;            // of our own speech before the echo canceller is trusted
+constexpr int kEchoTailMs = 400;               // an echo can come back this long after we stopped
+constexpr double kRefActiveRms = 100;          // reference level that counts as us talking
+constexpr auto kByeAfterLastAudio = std::chrono::milliseconds(250);
+constexpr double kUnheardMs = 100;             // less than this of a reply played: the caller did not hear it
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -137,6 +142,19 @@ public:
             }
             aec_->far_end(ref16);
             aec_->process(near.samples);
+            // Warm-up: until the canceller has heard about a second of our speech it has not found the
+            // echo path yet (docs/echo-and-vad.md), and our own voice coming back would open utterances
+            // or barge in. Meanwhile, speech heard while we talk (or within an echo's delay after) is ignored.
+            double e = 0;
+            for (auto v : ref16) e += double(v) * v;
+            const bool talking = !ref16.empty() && std::sqrt(e / double(ref16.size())) > kRefActiveRms;
+            if (talking) {
+                ref_active_ms_ += kFrameMs;
+                ref_quiet_ms_ = 0;
+            } else {
+                ref_quiet_ms_ += kFrameMs;
+            }
+            aec_warming_ = ref_active_ms_ < kAecWarmupMs && ref_quiet_ms_ < kEchoTailMs;
         }
         analyse(near);
     }
@@ -253,6 +271,7 @@ private:
 
     void window(float p, Clock::time_point now) {
         bool speech = p >= a_.vad_threshold || (was_speech_ && p >= a_.vad_threshold - kHysteresis);
+        if (aec_warming_) speech = false;
         was_speech_ = speech;
         if (speech) {
             silence_ms_ = 0;
@@ -260,7 +279,7 @@ private:
             last_speech_ = now;
             last_speech_wall_ = std::chrono::system_clock::now();
             if (!in_utterance_) {
-                if (run_ms_ >= a_.min_speech_ms) open_utterance();
+                if (reached(run_ms_, a_.min_speech_ms)) open_utterance();
             } else if (posted_short_) {
                 // The caller goes on after a short pause: the speculative transcript is stale.
                 posted_short_ = false;
@@ -268,7 +287,8 @@ private:
                 std::lock_guard lk(mu_);
                 stt_cancel_.cancel();
             }
-            if (a_.barge_in && !barged_this_run_ && run_ms_ >= a_.barge_in_min_ms && !final_words_.load() && busy()) {
+            if (a_.barge_in && !barged_this_run_ && reached(run_ms_, a_.barge_in_min_ms) && !final_words_.load() &&
+                busy()) {
                 barged_this_run_ = true;
                 interrupt("speech");
             }
@@ -289,6 +309,10 @@ private:
             close_utterance();
         }
     }
+
+    // Speech is counted in 32 ms VAD windows: a minimum is reached by the window that gets nearest to it
+    // (200 ms → 6 windows = 192 ms), not rounded up to the next whole window.
+    static bool reached(int run_ms, int min_ms) { return run_ms + kVadWindowMs / 2 >= min_ms; }
 
     void open_utterance() {
         in_utterance_ = true;
@@ -542,7 +566,7 @@ private:
                    pcm.size() * 1000 / kInternalRate, r.compute_ms, escape(r.text));
         Transcript_ t;
         t.ok = r.ok;
-        t.text = r.ok ? clean_transcript(r.text) : "";
+        t.text = r.ok ? clean_transcript(r.text) : "";  // also drops broken UTF-8
         t.compute_ms = r.compute_ms;
         if (!r.ok && r.error != "cancelled") PLOG_WARN("call={} event=stt_failed error=\"{}\"", call_id_, escape(r.error));
         return t;
@@ -660,7 +684,7 @@ private:
         }
         if (!reply.ok && reply.error != "cancelled")
             PLOG_WARN("call={} event=llm_failed error=\"{}\"", call_id_, escape(reply.error));
-        rec.full_reply = reply.text;
+        rec.full_reply = valid_utf8(reply.text);
 
         // Tools run after the spoken part of the reply.
         std::string end_action;
@@ -758,6 +782,7 @@ private:
             if (reply.text.empty() || interrupted) goodbye_and_hang_up("agent_hang_up");
             else {
                 ended_ = true;
+                linger();
                 control_->hangup("agent_hang_up");
             }
         } else if (end_action == "transfer") {
@@ -766,7 +791,7 @@ private:
     }
 
     static std::string reply_text_for_history(const llm::Reply& reply, const std::string& heard) {
-        return heard.empty() ? reply.text : heard;
+        return heard.empty() ? valid_utf8(reply.text) : heard;
     }
 
     void record(const TurnRecord& rec) {
@@ -808,7 +833,15 @@ private:
             // The goodbye is not interruptible by speech: the decision to end is made.
             if (!say_and_wait(s_->goodbye)) return;
         }
+        linger();
         control_->hangup(reason);
+    }
+
+    // The last packet of a goodbye has just been sent: give the far end's jitter buffer time to play it
+    // before the BYE (a phone drops what it has not played yet).
+    void linger() {
+        std::unique_lock lk(mu_);
+        cv_.wait_for(lk, kByeAfterLastAudio, [&] { return stop_; });
     }
 
     void silence_timeout() {
@@ -917,6 +950,8 @@ private:
     std::deque<int16_t> pre_roll_;
     std::vector<int16_t> utterance_;
     bool in_utterance_ = false, posted_short_ = false, was_speech_ = false, barged_this_run_ = false;
+    bool aec_warming_ = false;
+    int ref_active_ms_ = 0, ref_quiet_ms_ = 1 << 20;
     int silence_ms_ = 0, run_ms_ = 0;
     Clock::time_point last_speech_{};
     std::chrono::system_clock::time_point last_speech_wall_{};

@@ -18,7 +18,9 @@ std::string trim(std::string_view s) {
 }
 
 // Collapses runs of whitespace and drops characters TTS would read out or choke on.
-std::string speakable(std::string_view s) {
+std::string speakable(std::string_view in) {
+    const std::string valid = valid_utf8(in);
+    std::string_view s = valid;
     std::string out;
     out.reserve(s.size());
     for (size_t i = 0; i < s.size(); ++i) {
@@ -51,6 +53,30 @@ std::string lower_word_before_end(std::string_view t) {
 }
 
 }  // namespace
+
+std::string valid_utf8(std::string_view t) {
+    std::string out;
+    out.reserve(t.size());
+    size_t i = 0;
+    while (i < t.size()) {
+        const auto c = static_cast<unsigned char>(t[i]);
+        size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        bool ok = n > 0 && i + n <= t.size();
+        for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(t[i + k]) & 0xC0) == 0x80;
+        if (ok && n == 2) ok = c >= 0xC2;  // no overlong 2-byte forms
+        if (ok && n == 3) {
+            const auto c1 = static_cast<unsigned char>(t[i + 1]);
+            ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);  // overlong, surrogates
+        }
+        if (ok && n == 4) {
+            const auto c1 = static_cast<unsigned char>(t[i + 1]);
+            ok = c <= 0xF4 && !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+        }
+        if (ok) out.append(t.substr(i, n));
+        i += ok ? n : 1;
+    }
+    return out;
+}
 
 std::vector<std::string> ClauseChunker::push(std::string_view piece) {
     std::vector<std::string> out;

@@ -35,6 +35,10 @@ private:
 // promises more ("and", "but", "or", "because", "to", "the", …). Empty text is not complete.
 bool reads_complete(std::string_view transcript);
 
+// `text` with every byte that is not part of a well-formed UTF-8 sequence dropped (a model may stop in the
+// middle of a multi-byte character; logs, JSON and TTS must never see half a character).
+std::string valid_utf8(std::string_view text);
+
 // Removes whisper's non-speech annotations ("[BLANK_AUDIO]", "(music)", "*laughs*") and trims.
 std::string clean_transcript(std::string_view text);
 

@@ -117,3 +117,15 @@ TEST(HeardPrefix, CutsAtTheLastWholeWordPlayed) {
         prev = h.size();
     }
 }
+
+TEST(ValidUtf8, DropsBrokenSequencesKeepsGoodOnes) {
+    using parley::agent::valid_utf8;
+    EXPECT_EQ(valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    EXPECT_EQ(valid_utf8("ab\xe3\x95"), "ab") << "a character cut by max_tokens";
+    EXPECT_EQ(valid_utf8("\xe3\x95x\x80y"), "xy");
+    EXPECT_EQ(valid_utf8("\xc0\xaf"), "") << "overlong";
+    EXPECT_EQ(valid_utf8("\xed\xa0\x80"), "") << "surrogate";
+    ClauseChunker c;
+    c.push("Hello \xe3\x95");
+    EXPECT_EQ(c.finish(), "Hello");
+}
