@@ -185,7 +185,7 @@ def parse_kv(line: str) -> dict:
     for m in re.finditer(r'([A-Za-z_][\w.\-]*)=("(?:[^"\\]|\\.)*"|\S*)', line):
         v = m.group(2)
         if v.startswith('"') and v.endswith('"') and len(v) >= 2:
-            v = v[1:-1]
+            v = re.sub(r'\\(.)', r'\1', v[1:-1])  # Parley escapes " and \ inside quoted values
         d[m.group(1)] = v
     return d
 
@@ -745,6 +745,150 @@ def md5hex(s: str) -> str:
     return hashlib.md5(s.encode()).hexdigest()
 
 
+# ----------------------------------------------------------------------------------------------------
+# The conversation handler (call.handler = "conversation") with the generated random-weight test models
+
+TEST_STT_MODEL = REPO / "build" / "testmodels" / "whisper-tiny-random.bin"
+TEST_VAD_MODEL = REPO / "third_party" / "models" / "silero-v6.2.0-ggml.bin"
+TEST_LLM_MODEL = REPO / "build" / "testmodels" / "llama-tiny-random.gguf"
+
+TURN_TIMES = ("eot_ms", "stt_final_ms", "stt_compute_ms", "llm_first_token_ms", "first_sentence_ms",
+              "tts_first_audio_ms", "tts_compute_ms", "first_rtp_ms", "v2v_ms", "overhead_ms")
+
+
+def conversation_sections(max_tokens: int = 16, agent: dict | None = None, llm: dict | None = None,
+                          stt: dict | None = None, tts: dict | None = None, call: dict | None = None) -> dict:
+    """Config sections for the conversation handler with the random-weight test models (transcripts and
+    replies are nonsense; speech detection, timing, TTS audio and barge-in are real). Greedy LLM (temperature
+    0, fixed seed) so that the same input gives the same reply; `max_tokens` small because espeak reads the
+    babble out slowly."""
+    for f in (TEST_STT_MODEL, TEST_VAD_MODEL, TEST_LLM_MODEL):
+        check(f.is_file(), f"missing test model {f} (build the project first: the test models are generated)")
+    return {
+        "call": {"handler": "conversation", **(call or {})},
+        "stt": {"model": str(TEST_STT_MODEL), "vad_model": str(TEST_VAD_MODEL), **(stt or {})},
+        "llm": {"model": str(TEST_LLM_MODEL), "max_tokens": max_tokens, "temperature": 0.0, "seed": 1,
+                **(llm or {})},
+        "tts": dict(tts or {}),
+        "agent": dict(agent or {}),
+    }
+
+
+def log_time(line: str) -> float:
+    """Epoch seconds of a Parley log line's timestamp (spdlog, local time, ms resolution): comparable with
+    capture timestamps (same host clock)."""
+    import datetime
+    return datetime.datetime.fromisoformat(line.split(None, 1)[0]).timestamp()
+
+
+def turn_events(p: "Parley", **match) -> list[dict]:
+    """event=turn lines of a Parley log, with the timing fields as floats and the flags as ints."""
+    out = []
+    for e in p.events("turn", **match):
+        for k in TURN_TIMES:
+            if k in e:
+                try:
+                    e[k] = float(e[k])
+                except ValueError:
+                    pass
+        for k in ("turn", "early_end", "interrupted", "call"):
+            if k in e and e[k].lstrip("-").isdigit():
+                e[k] = int(e[k])
+        out.append(e)
+    return out
+
+
+def ulaw_encode(pcm: np.ndarray) -> bytes:
+    """16-bit PCM to G.711 µ-law (exact zeros stay µ-law silence, 0xFF)."""
+    x = np.clip(pcm.astype(np.int32), -32635, 32635)
+    sign = np.where(x < 0, 0x80, 0)
+    x = np.abs(x) + 0x84
+    exp = np.floor(np.log2(x)).astype(np.int32) - 7
+    exp = np.clip(exp, 0, 7)
+    mant = (x >> (exp + 3)) & 0x0F
+    return (~(sign | (exp << 4) | mant) & 0xFF).astype(np.uint8).tobytes()
+
+
+def caller_timeline(t: "Test", pieces: list, name: str = "speech") -> tuple[Path, list[tuple[float, float]]]:
+    """Builds the caller's whole audio as <workdir>/<name>.ul (for uac_echo.xml's rtp_stream) from pieces:
+    a number = that many seconds of exact silence, a str = espeak-ng speech of that text, a (str, seconds)
+    = speech cut to that length. Returns (the file, [(start, end) s of each speech piece's sound, measured
+    from the file's first sample, i.e. from sipp's first RTP packet])."""
+    pcm_parts, spans, pos, k = [], [], 0, 0
+    for piece in pieces:
+        if isinstance(piece, (int, float)):
+            n = int(round(piece * 8000))
+            pcm_parts.append(np.zeros(n, np.int16))
+            pos += n
+            continue
+        text, secs = (piece, None) if isinstance(piece, str) else piece
+        k += 1
+        wav = speech_wav(t, text, t.dir / f"{name}-{k}.wav", 8000, seconds=secs)
+        _, x = read_wav(wav)
+        pcm = np.round(x * 32767).astype(np.int16)
+        env = envelope(pcm.astype(np.float64), 8000, 10.0)
+        loud = np.nonzero(env > 300)[0]
+        if len(loud):
+            spans.append(((pos + loud[0] * 80) / 8000, (pos + (loud[-1] + 1) * 80) / 8000))
+        pcm_parts.append(pcm)
+        pos += len(pcm)
+    pcm = np.concatenate(pcm_parts) if pcm_parts else np.zeros(0, np.int16)
+    out = t.dir / f"{name}.ul"
+    out.write_bytes(ulaw_encode(pcm))
+    log(f"caller audio {out.name}: {len(pcm) / 8000:.2f} s, speech at " +
+        ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in spans))
+    return out, spans
+
+
+def call_flows(p: "Parley", calls=None) -> dict[str, tuple[int, int]]:
+    """{call id: (Parley's local RTP port, the peer's RTP port)} from the event=call_answered lines (all
+    calls, or those whose id is in `calls`)."""
+    out = {}
+    for e in p.events("call_answered"):
+        if calls is not None and e.get("call") not in {str(c) for c in calls}:
+            continue
+        try:
+            out[e["call"]] = (int(e["local_port"]), int(e["remote"].rsplit(":", 1)[1]))
+        except (KeyError, ValueError):
+            pass
+    return out
+
+
+def flow_streams(packets: list["Udp"], local_port: int, remote_port: int) -> tuple[list["Rtp"], list["Rtp"]]:
+    """(Parley's RTP to the peer, the peer's RTP to Parley) of one call, each one SSRC's packets (the first
+    SSRC seen that way), in capture order. Filtering on both ports keeps out RTP of other processes that a
+    port-range capture filter also matches on a shared machine."""
+    def one(src, dst):
+        streams: dict[int, list[Rtp]] = {}
+        for u in packets:
+            if u.sport == src and u.dport == dst:
+                r = parse_rtp(u)
+                if r:
+                    streams.setdefault(r.ssrc, []).append(r)
+        return next(iter(streams.values())) if streams else []
+    return one(local_port, remote_port), one(remote_port, local_port)
+
+
+def packet_levels(stream: list["Rtp"]) -> list[tuple[float, float]]:
+    """(capture time, RMS) of each G.711 packet of a stream, in capture order."""
+    return [(r.ts, rms(g711_decode(r.payload, r.pt))) for r in stream if r.pt in (0, 8)]
+
+
+def sound_segments(levels: list[tuple[float, float]], threshold: float = 300.0, gap: float = 0.3,
+                   min_len: float = 0.06) -> list[tuple[float, float]]:
+    """Runs of packets above `threshold` (RMS of 32768), joined across pauses shorter than `gap` s; runs
+    shorter than `min_len` s dropped. [(first loud packet's time, last loud packet's time + 20 ms)]."""
+    segs: list[list[float]] = []
+    for ts, v in levels:
+        if v <= threshold:
+            continue
+        if segs and ts - segs[-1][1] <= gap:
+            segs[-1][1] = ts + 0.02
+        else:
+            segs.append([ts, ts + 0.02])
+    return [(a, b) for a, b in segs if b - a >= min_len]
+
+
 class StubRegistrar:
     """A minimal UDP registrar: answers every REGISTER with 200 OK (no auth), in a thread.
 
@@ -1128,6 +1272,22 @@ class Test:
         r = CallResult(rc, time.monotonic() - t0, out_path.read_text(errors="replace"), log_path, cfg)
         log(f"{name}: exit {rc} after {r.elapsed:.1f} s; stdout: {r.stdout.strip()}")
         return r
+
+    def conversation(self, name: str = "parley", sets: list[str] | None = None, max_tokens: int = 16,
+                     agent: dict | None = None, llm: dict | None = None, stt: dict | None = None,
+                     tts: dict | None = None, call: dict | None = None, ready_timeout: float = 60.0,
+                     **sections) -> Parley:
+        """Starts Parley with call.handler = "conversation" and the test models (see conversation_sections);
+        other keyword args update sections as for parley() (media=, ...)."""
+        conv = conversation_sections(max_tokens, agent, llm, stt, tts, call)
+        for sec, vals in sections.items():
+            if isinstance(vals, dict):
+                conv.setdefault(sec, {}).update(vals)
+            else:
+                conv[sec] = vals
+        p = self.parley(name, sets=sets, start=False, **conv)
+        p.start(ready_timeout)
+        return p
 
     # -- sipp ---------------------------------------------------------------------------------------
     def sipp_start(self, scenario: str, target: str | None, *, calls: int = 1, limit: int = 1,
