@@ -620,13 +620,15 @@ private:
             PLOG_INFO("call={} event=utterance_ignored reason=empty_transcript", call_id_);
             return;
         }
-        if (greeting_speech_ && greeting_speech_->interrupted && !history_.empty() &&
-            history_.front().content == s_->greeting->text) {
+        {
             // The caller talked over the greeting: the model should know what they heard of it.
             std::lock_guard lk(push_mu_);
-            if (greeting_speech_->heard.empty()) history_.erase(history_.begin());
-            else history_.front().content = greeting_speech_->heard;
-            greeting_speech_.reset();
+            if (greeting_speech_ && greeting_speech_->interrupted && !history_.empty() &&
+                history_.front().content == s_->greeting->text) {
+                if (greeting_speech_->heard.empty()) history_.erase(history_.begin());
+                else history_.front().content = greeting_speech_->heard;
+                greeting_speech_.reset();
+            }
         }
         if (!pending_user_.empty()) {  // the previous turn was cut before the caller heard anything
             ts.user = pending_user_ + " " + ts.user;
