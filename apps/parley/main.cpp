@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <deque>
 #include <iostream>
 #include <mutex>
 
@@ -79,11 +80,33 @@ private:
     call::CallSummary last_;
 };
 
-// Logs each turn's record; the store (operations issue) will take them from here.
+// The last turns of every call, in memory (each is also one event=turn log line): what the store and API
+// of the operations milestone will read. Bounded, so a long-running agent does not grow.
 class TurnLog final : public agent::TurnObserver {
 public:
-    void on_turn(const agent::TurnRecord&) override { turns_.fetch_add(1); }
-    std::atomic<uint64_t> turns_{0};
+    static constexpr size_t kKeep = 1000;
+    void on_turn(const agent::TurnRecord& t) override {
+        std::lock_guard lk(mu_);
+        recent_.push_back(t);
+        if (recent_.size() > kKeep) recent_.pop_front();
+        ++total_;
+    }
+    std::vector<agent::TurnRecord> recent(call::CallId call = 0) const {
+        std::lock_guard lk(mu_);
+        std::vector<agent::TurnRecord> out;
+        for (auto& t : recent_)
+            if (call == 0 || t.call == call) out.push_back(t);
+        return out;
+    }
+    uint64_t total() const {
+        std::lock_guard lk(mu_);
+        return total_;
+    }
+
+private:
+    mutable std::mutex mu_;
+    std::deque<agent::TurnRecord> recent_;
+    uint64_t total_ = 0;
 };
 
 bool is_test_model(const std::string& path) { return path.find("tiny-random") != std::string::npos; }
@@ -214,6 +237,7 @@ int cmd_run(const std::string& path, const std::vector<std::string>& sets, Signa
                            [&] { rt.reload(path, sets); });
     PLOG_INFO("event=shutdown signal={}", sig);
     rt.shutdown();
+    if (rt.conversation) PLOG_INFO("event=turns_total count={}", rt.turn_log.total());
     PLOG_INFO("event=stopped");
     return 0;
 }
