@@ -80,12 +80,13 @@ struct Shared {
     Config config;
     Engines engines;
     TurnObserver* observer = nullptr;
-    std::shared_ptr<const Clip> greeting, goodbye, silence_prompt, transferring, transfer_failed;
+    std::shared_ptr<const Clip> greeting, goodbye, silence_prompt, transferring, transfer_failed, trouble;
     std::map<char, std::string> dtmf_actions;
 };
 
 constexpr const char* kTransferring = "Please hold while I transfer your call.";
 constexpr const char* kTransferFailed = "I'm sorry, I could not transfer your call.";
+constexpr const char* kTrouble = "I'm sorry, I am having trouble answering right now. Please try again.";
 
 // ---- the handler ----------------------------------------------------------------------------------
 
@@ -684,8 +685,13 @@ private:
         if (!token.cancelled()) {
             if (auto rest = chunker.finish(); !rest.empty()) emit(std::move(rest));
         }
-        if (!reply.ok && reply.error != "cancelled")
+        if (!reply.ok && reply.error != "cancelled") {
             PLOG_WARN("call={} event=llm_failed error=\"{}\"", call_id_, escape(reply.error));
+            // Dead air is the worst answer: if nothing of the reply was spoken, apologise.
+            if (first_clause && !token.cancelled() && s_->trouble && !s_->trouble->pcm.empty())
+                say({.text = s_->trouble->text, .token = token, .speech = speech, .clip = s_->trouble,
+                     .first_of_reply = true});
+        }
         rec.full_reply = valid_utf8(reply.text);
 
         // Tools run after the spoken part of the reply.
@@ -1017,6 +1023,7 @@ public:
         if (!(s->silence_prompt = synthesize_clip(tts, config.agent.silence_prompt, error))) return false;
         if (!(s->transferring = synthesize_clip(tts, kTransferring, error))) return false;
         if (!(s->transfer_failed = synthesize_clip(tts, kTransferFailed, error))) return false;
+        if (!(s->trouble = synthesize_clip(tts, kTrouble, error))) return false;
         for (auto& act : config.agent.dtmf_actions) s->dtmf_actions[act[0]] = act.substr(2);
         // The VAD model must load before the first call needs it.
         if (!stt::create_vad(config.stt.vad_model, error)) return false;

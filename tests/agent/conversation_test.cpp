@@ -375,3 +375,31 @@ TEST(Conversation, TimeLimitSaysGoodbyeAndHangsUp) {
     for (int i = 0; i < 400 && d.call.hangup_reasons().empty(); ++i) d.run(1);
     ASSERT_EQ(d.call.hangup_reasons(), std::vector<std::string>{"max_duration"});
 }
+
+TEST(Conversation, AnUnreachableModelGetsAnApologyNotDeadAir) {
+    Turns turns;
+    Config c = env().config;
+    c.agent.greeting = "Hello.";
+    c.agent.silence_prompt_s = 0;
+    c.llm.engine = "openai";
+    c.llm.remote.base_url = "http://127.0.0.1:9/v1";  // discard port: connection refused
+    c.llm.remote.retries = 0;
+    std::string err;
+    auto llm = llm::create(c.llm, &err);
+    ASSERT_TRUE(llm) << err;
+    agent::Engines engines = env().engines;
+    engines.llm = std::move(llm);
+    auto f = agent::make_conversation_factory(c, engines, &turns, &err);
+    ASSERT_TRUE(f) << err;
+    auto speech = caller_speech("Hello, is anybody there?");
+    Driver d(*f);
+    d.start();
+    d.run(30);
+    const int speak_from = d.tick;
+    const int speech_ticks = int(speech.size()) / kFrameSamples;
+    d.run(speech_ticks, speak_at(speech, speak_from));
+    ASSERT_TRUE(d.run_until([&] { return !turns.get().empty(); }, 30s));
+    auto t = turns.get()[0];
+    EXPECT_EQ(t.reply_text, "I'm sorry, I am having trouble answering right now. Please try again.");
+    EXPECT_GT(first_tick_with_sound(d.heard_rms, speak_from + speech_ticks), 0) << "the caller heard nothing";
+}
