@@ -9,6 +9,8 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <unordered_map>
 #include <deque>
 #include <iostream>
 #include <mutex>
@@ -18,6 +20,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "sip/sip_stack.h"
+#include "store/store.h"
 
 namespace {
 
@@ -109,12 +112,102 @@ private:
     uint64_t total_ = 0;
 };
 
+// Writes calls and turns to the store (SQLite) as they happen. Every method only enqueues: the store has
+// its own thread, so neither the control thread nor a call's turn thread ever waits for the disk.
+class StoreSink final : public call::CallObserver, public agent::TurnObserver {
+public:
+    StoreSink(store::Store& db, std::string handler) : db_(db), handler_(std::move(handler)) {}
+
+    void on_call_answered(const call::CallInfo& info) override { start(info, true); }
+
+    void on_call_ended(const call::CallSummary& s) override {
+        std::string uid = start(s.info, false);
+        db_.call_ended(uid, store::to_epoch_ms(s.info.ended), s.info.end_reason);
+        std::lock_guard lk(mu_);
+        uids_.erase(s.info.id);
+    }
+
+    void on_turn(const agent::TurnRecord& t) override {
+        std::string uid;
+        {
+            std::lock_guard lk(mu_);
+            auto it = uids_.find(t.call);
+            if (it == uids_.end()) return;
+            uid = it->second;
+        }
+        store::TurnRow r;
+        r.idx = t.index;
+        r.trigger = t.trigger;
+        r.user_text = t.user_text;
+        r.reply_text = t.reply_text;
+        r.interrupted = t.interrupted;
+        r.early_end = t.early_end;
+        r.tools = t.tools;
+        r.eot_ms = t.timing.eot_wait_ms;
+        r.stt_final_ms = t.timing.stt_final_ms;
+        r.stt_compute_ms = t.timing.stt_compute_ms;
+        r.llm_first_token_ms = t.timing.llm_first_token_ms;
+        r.first_sentence_ms = t.timing.first_sentence_ms;
+        r.tts_first_audio_ms = t.timing.tts_first_audio_ms;
+        r.first_rtp_ms = t.timing.first_rtp_ms;
+        r.overhead_ms = t.timing.overhead_ms;
+        r.speech_end_at = store::to_epoch_ms(t.speech_end);
+        db_.turn(uid, std::move(r));
+        for (auto& tool : t.tools) db_.event(uid, "tool_call", tool);
+    }
+
+private:
+    // The call's uid (one id for SIP, media, store and logs: "<start epoch ms>-<call id>"), inserting the
+    // call row the first time it is seen.
+    std::string start(const call::CallInfo& info, bool answered) {
+        const auto started = store::to_epoch_ms(info.started);
+        std::string uid = std::to_string(started) + "-" + std::to_string(info.id);
+        {
+            std::lock_guard lk(mu_);
+            if (!uids_.emplace(info.id, uid).second) return uid;
+        }
+        store::CallRow row;
+        row.uid = uid;
+        row.direction = info.outgoing ? "outbound" : "inbound";
+        row.from_uri = info.from;
+        row.to_uri = info.to;
+        row.sip_call_id = info.sip_call_id;
+        row.line = info.line;
+        row.handler = handler_;
+        row.started_at = started;
+        db_.call_started(std::move(row));
+        if (answered) db_.call_answered(uid, store::to_epoch_ms(info.answered));
+        PLOG_INFO("event=call_stored call={} uid={}", info.id, uid);
+        return uid;
+    }
+
+    store::Store& db_;
+    std::string handler_;
+    std::mutex mu_;
+    std::unordered_map<call::CallId, std::string> uids_;
+};
+
+// Both observers of a call: the in-memory turn log and the store (when configured).
+class TurnFanout final : public agent::TurnObserver {
+public:
+    explicit TurnFanout(std::vector<agent::TurnObserver*> sinks) : sinks_(std::move(sinks)) {}
+    void on_turn(const agent::TurnRecord& t) override {
+        for (auto* s : sinks_) s->on_turn(t);
+    }
+
+private:
+    std::vector<agent::TurnObserver*> sinks_;
+};
+
 bool is_test_model(const std::string& path) { return path.find("tiny-random") != std::string::npos; }
 
 struct Runtime {
     Config config;
     agent::Engines engines;
     TurnLog turn_log;
+    std::unique_ptr<store::Store> db;
+    std::unique_ptr<StoreSink> store_sink;
+    std::unique_ptr<TurnFanout> turn_sinks;
     agent::ConversationFactory* conversation = nullptr;
     std::unique_ptr<call::HandlerFactory> handlers;
     std::unique_ptr<call::CallManager> calls;
@@ -122,12 +215,28 @@ struct Runtime {
 
     bool start(call::CallObserver* observer) {
         std::string err;
+        if (!config.store.path.empty()) {
+            std::error_code ec;
+            auto dir = std::filesystem::path(config.store.path).parent_path();
+            if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+            db = store::Store::open(config.store.path, &err);
+            if (!db) {
+                PLOG_ERROR("event=startup_failed error=\"store: {}\"", err);
+                return false;
+            }
+            store_sink = std::make_unique<StoreSink>(*db, config.call.handler);
+            if (!observer) observer = store_sink.get();
+            PLOG_INFO("event=store_open path={}", config.store.path);
+        }
+        std::vector<agent::TurnObserver*> sinks{&turn_log};
+        if (store_sink) sinks.push_back(store_sink.get());
+        turn_sinks = std::make_unique<TurnFanout>(sinks);
         if (config.call.handler == "conversation") {
             if (!start_engines(&err)) {
                 PLOG_ERROR("event=startup_failed error=\"{}\"", err);
                 return false;
             }
-            auto f = agent::make_conversation_factory(config, engines, &turn_log, &err);
+            auto f = agent::make_conversation_factory(config, engines, turn_sinks.get(), &err);
             conversation = f.get();
             handlers = std::move(f);
         } else {
@@ -207,6 +316,9 @@ struct Runtime {
         if (calls) calls->stop();
         sip.reset();
         calls.reset();
+        handlers.reset();  // the conversation factory (and its observers' users) before the store
+        conversation = nullptr;
+        if (db) db->flush();
     }
 };
 

@@ -249,10 +249,10 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
 
     Config cfg;
     cfg.source = path;
-    static const std::set<std::string> kSections = {"sip", "media", "call", "line", "log", "stt", "llm", "tts", "agent"};
+    static const std::set<std::string> kSections = {"sip", "media", "call", "line", "log", "stt", "llm", "tts", "agent", "store"};
     for (auto& [k, v] : root) {
         if (!kSections.count(std::string(k.str())))
-            return fail(fmt::format("{}: unknown section (expected one of sip, media, call, line, stt, llm, tts, agent, log)", k.str()));
+            return fail(fmt::format("{}: unknown section (expected one of sip, media, call, line, stt, llm, tts, agent, store, log)", k.str()));
         if (k.str() != "line" && !v.is_table()) return fail(fmt::format("{}: expected a [{}] table", k.str(), k.str()));
     }
 
@@ -421,6 +421,12 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
                 return fail(fmt::format("agent.dtmf_actions: \"{}\" needs agent.transfer_target", act));
         }
     }
+    {
+        TableReader r(root["store"].as_table(), "store.", from_cli, error);
+        r.str("path", cfg.store.path);
+        r.reject_unknown();
+        if (!r.ok()) return fail(error);
+    }
     if (auto* node = root.get("line")) {
         auto* arr = node->as_array();
         if (!arr) return fail("line: expected [[line]] tables");
@@ -535,6 +541,9 @@ tools = ["hang_up", "transfer", "send_dtmf"]
 transfer_target = ""              # sip: URI; empty = no transfer tool
 dtmf_actions = []                 # e.g. ["0=transfer", "#=hang_up"]; other digits go to the model
 dtmf_timeout_ms = 1500            # digits are sent as one "[keypad 1 2]" after this pause or '#'
+
+[store]
+path = ""                         # SQLite file for calls, turns, events ("" = store nothing)
 
 [log]
 level = "info"                   # trace | debug | info | warn | error

@@ -122,6 +122,11 @@ struct AgentConfig {
     int dtmf_timeout_ms = 1500;
 };
 
+// Where calls, turns and events are kept (SQLite, WAL). Empty path: nothing is stored.
+struct StoreConfig {
+    std::string path;               // e.g. "var/parley.db" (config/parley.toml sets it); directories are created
+};
+
 struct LogConfig {
     std::string level = "info";     // trace | debug | info | warn | error
 };
@@ -136,6 +141,7 @@ struct Config {
     LlmConfig llm;
     TtsConfig tts;
     AgentConfig agent;
+    StoreConfig store;
     LogConfig log;
 };
 

@@ -1,0 +1,578 @@
+// store.cpp — see store.h. SQLite C API; one write connection owned by the store thread, one read connection
+// behind a mutex for the read side (WAL lets readers and the writer run side by side).
+#include "store/store.h"
+
+#include "common/log.h"
+
+#include <nlohmann/json.hpp>
+#include <sqlite3.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <variant>
+
+namespace parley::store {
+
+EpochMs to_epoch_ms(std::chrono::system_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+EpochMs now_ms() { return to_epoch_ms(std::chrono::system_clock::now()); }
+
+const std::vector<Migration>& default_migrations() {
+    static const std::vector<Migration> migrations = {
+        {1, R"sql(
+CREATE TABLE lines (
+    name        TEXT PRIMARY KEY,
+    registrar   TEXT NOT NULL DEFAULT '',
+    user        TEXT NOT NULL DEFAULT '',
+    status      TEXT NOT NULL DEFAULT '',
+    updated_at  INTEGER NOT NULL
+);
+CREATE TABLE calls (
+    id          INTEGER PRIMARY KEY,
+    uid         TEXT NOT NULL UNIQUE,
+    direction   TEXT NOT NULL DEFAULT '',
+    from_uri    TEXT NOT NULL DEFAULT '',
+    to_uri      TEXT NOT NULL DEFAULT '',
+    sip_call_id TEXT NOT NULL DEFAULT '',
+    line        TEXT NOT NULL DEFAULT '',
+    handler     TEXT NOT NULL DEFAULT '',
+    started_at  INTEGER NOT NULL,
+    answered_at INTEGER,
+    ended_at    INTEGER,
+    end_reason  TEXT
+);
+CREATE INDEX calls_started_at ON calls(started_at);
+CREATE TABLE turns (
+    id                 INTEGER PRIMARY KEY,
+    call_id            INTEGER NOT NULL REFERENCES calls(id) ON DELETE CASCADE,
+    idx                INTEGER NOT NULL,
+    "trigger"          TEXT NOT NULL DEFAULT '',
+    user_text          TEXT NOT NULL DEFAULT '',
+    reply_text         TEXT NOT NULL DEFAULT '',
+    interrupted        INTEGER NOT NULL DEFAULT 0,
+    early_end          INTEGER NOT NULL DEFAULT 0,
+    tools              TEXT NOT NULL DEFAULT '[]',
+    eot_ms             REAL,
+    stt_final_ms       REAL,
+    stt_compute_ms     REAL,
+    llm_first_token_ms REAL,
+    first_sentence_ms  REAL,
+    tts_first_audio_ms REAL,
+    first_rtp_ms       REAL,
+    overhead_ms        REAL,
+    speech_end_at      INTEGER,
+    UNIQUE (call_id, idx)
+);
+CREATE TABLE events (
+    id      INTEGER PRIMARY KEY,
+    call_id INTEGER REFERENCES calls(id) ON DELETE CASCADE,
+    at      INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    detail  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_call_at ON events(call_id, at);
+)sql"},
+    };
+    return migrations;
+}
+
+namespace {
+
+// ---------- small RAII helpers over the C API ----------
+
+struct DbCloser {
+    void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+using Db = std::unique_ptr<sqlite3, DbCloser>;
+
+class Stmt {
+public:
+    Stmt(sqlite3* db, const char* sql) : db_(db) {
+        rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+    }
+    ~Stmt() { sqlite3_finalize(stmt_); }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+
+    bool ok() const { return rc_ == SQLITE_OK && stmt_ != nullptr; }
+    std::string error() const { return sqlite3_errmsg(db_); }
+
+    Stmt& text(int i, const std::string& s) {
+        sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    Stmt& integer(int i, std::int64_t v) {
+        sqlite3_bind_int64(stmt_, i, v);
+        return *this;
+    }
+    Stmt& time_or_null(int i, EpochMs v) {
+        if (v == 0) sqlite3_bind_null(stmt_, i); else sqlite3_bind_int64(stmt_, i, v);
+        return *this;
+    }
+    Stmt& ms_or_null(int i, double v) {
+        if (v < 0) sqlite3_bind_null(stmt_, i); else sqlite3_bind_double(stmt_, i, v);
+        return *this;
+    }
+    // SQLITE_ROW, SQLITE_DONE or an error code.
+    int step() { return ok() ? sqlite3_step(stmt_) : rc_; }
+
+    std::string col_text(int i) const {
+        const unsigned char* p = sqlite3_column_text(stmt_, i);
+        return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i)))
+                 : std::string();
+    }
+    std::int64_t col_int(int i) const { return sqlite3_column_int64(stmt_, i); }
+    double col_ms(int i) const {
+        return sqlite3_column_type(stmt_, i) == SQLITE_NULL ? -1.0 : sqlite3_column_double(stmt_, i);
+    }
+
+private:
+    sqlite3* db_;
+    sqlite3_stmt* stmt_ = nullptr;
+    int rc_ = SQLITE_ERROR;
+};
+
+bool exec(sqlite3* db, const std::string& sql, std::string* error) {
+    char* msg = nullptr;
+    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg) == SQLITE_OK) return true;
+    if (error) *error = msg ? msg : sqlite3_errmsg(db);
+    sqlite3_free(msg);
+    return false;
+}
+
+// Opens one connection with Parley's settings. WAL + synchronous=NORMAL: a commit is in the WAL (OS page cache)
+// when it returns, so it survives a crash or kill -9 of the process; only a power loss / kernel crash can lose
+// the last transactions (never corrupt the database).
+Db open_connection(const std::string& path, int busy_timeout_ms, std::string* error) {
+    sqlite3* raw = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             nullptr);
+    Db db(raw);
+    if (rc != SQLITE_OK) {
+        *error = "cannot open " + path + ": " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc));
+        return nullptr;
+    }
+    sqlite3_extended_result_codes(raw, 1);
+    sqlite3_busy_timeout(raw, busy_timeout_ms);
+    {
+        Stmt wal(raw, "PRAGMA journal_mode=WAL");
+        int step = wal.step();
+        if (step != SQLITE_ROW) {
+            *error = path + ": " + wal.error();
+            return nullptr;
+        }
+        if (wal.col_text(0) != "wal") {
+            *error = path + ": cannot switch to WAL mode (journal_mode=" + wal.col_text(0) + ")";
+            return nullptr;
+        }
+    }
+    std::string e;
+    if (!exec(raw, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", &e)) {
+        *error = path + ": " + e;
+        return nullptr;
+    }
+    return db;
+}
+
+int read_version(sqlite3* db, std::string* error) {
+    Stmt q(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+    if (q.step() != SQLITE_ROW) {
+        *error = "cannot read schema_version: " + q.error();
+        return -1;
+    }
+    return static_cast<int>(q.col_int(0));
+}
+
+bool migrate(sqlite3* db, const std::vector<Migration>& migrations, std::string* error) {
+    std::string e;
+    if (!exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+              &e)) {
+        *error = "cannot create schema_version: " + e;
+        return false;
+    }
+    int known = 0;
+    for (const Migration& m : migrations) {
+        if (m.version <= known) {
+            *error = "migration versions must increase (" + std::to_string(m.version) + " after " + std::to_string(known) + ")";
+            return false;
+        }
+        known = m.version;
+    }
+    int current = read_version(db, error);
+    if (current < 0) return false;
+    if (current > known) {
+        *error = "database schema version " + std::to_string(current) + " is newer than this Parley knows (" +
+                 std::to_string(known) + "); refusing to open it";
+        return false;
+    }
+    for (const Migration& m : migrations) {
+        if (m.version <= current) continue;
+        // BEGIN IMMEDIATE takes the write lock first, so two processes never apply the same step twice.
+        if (!exec(db, "BEGIN IMMEDIATE", &e)) {
+            *error = "migration " + std::to_string(m.version) + ": " + e;
+            return false;
+        }
+        int now = read_version(db, error);
+        if (now < 0) {
+            exec(db, "ROLLBACK", nullptr);
+            return false;
+        }
+        if (now >= m.version) {
+            exec(db, "COMMIT", nullptr);
+            continue;
+        }
+        Stmt record(db, "INSERT INTO schema_version(version, applied_at) VALUES (?, ?)");
+        if (!exec(db, m.sql, &e) || record.integer(1, m.version).integer(2, now_ms()).step() != SQLITE_DONE ||
+            !exec(db, "COMMIT", &e)) {
+            if (e.empty()) e = record.error();
+            exec(db, "ROLLBACK", nullptr);
+            *error = "migration " + std::to_string(m.version) + " failed (rolled back): " + e;
+            return false;
+        }
+        PLOG_INFO("event=store_migrated version={}", m.version);
+    }
+    return true;
+}
+
+// ---------- queued items ----------
+
+struct CallStarted { CallRow call; };
+struct CallAnswered { std::string uid; EpochMs at; };
+struct CallEnded { std::string uid; EpochMs at; std::string reason; };
+struct Turn { std::string uid; TurnRow turn; };
+struct Event { std::string uid; std::string kind; std::string detail; EpochMs at; };
+struct LineStatus { LineRow line; };
+using Item = std::variant<CallStarted, CallAnswered, CallEnded, Turn, Event, LineStatus>;
+
+class StoreImpl final : public Store {
+public:
+    StoreImpl(Db writer, Db reader, std::size_t capacity)
+        : writer_(std::move(writer)), reader_(std::move(reader)), capacity_(capacity ? capacity : 1) {
+        thread_ = std::thread([this] { run(); });
+    }
+
+    ~StoreImpl() override {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        work_cv_.notify_one();
+        thread_.join();
+    }
+
+    bool call_started(CallRow call) override { return push(CallStarted{std::move(call)}); }
+    bool call_answered(std::string uid, EpochMs at) override { return push(CallAnswered{std::move(uid), at}); }
+    bool call_ended(std::string uid, EpochMs at, std::string reason) override {
+        return push(CallEnded{std::move(uid), at, std::move(reason)});
+    }
+    bool turn(std::string uid, TurnRow turn) override { return push(Turn{std::move(uid), std::move(turn)}); }
+    bool event(std::string uid, std::string kind, std::string detail, EpochMs at) override {
+        return push(Event{std::move(uid), std::move(kind), std::move(detail), at});
+    }
+    bool line_status(LineRow line) override { return push(LineStatus{std::move(line)}); }
+
+    void flush() override {
+        std::unique_lock lock(mutex_);
+        std::uint64_t target = enqueued_;
+        done_cv_.wait(lock, [&] { return committed_ >= target; });
+    }
+
+    std::uint64_t dropped() const override {
+        std::lock_guard lock(mutex_);
+        return dropped_;
+    }
+
+    std::vector<CallRow> list_calls(int limit, int offset, const std::string& filter) override {
+        std::lock_guard lock(read_mutex_);
+        std::vector<CallRow> out;
+        std::string like = "%";
+        for (char c : filter) {
+            if (c == '%' || c == '_' || c == '\\') like += '\\';
+            like += c;
+        }
+        like += '%';
+        Stmt q(reader_.get(),
+               "SELECT uid, direction, from_uri, to_uri, sip_call_id, line, handler, started_at, answered_at, ended_at, "
+               "end_reason FROM calls WHERE ?1 = '' OR uid LIKE ?2 ESCAPE '\\' OR from_uri LIKE ?2 ESCAPE '\\' "
+               "OR to_uri LIKE ?2 ESCAPE '\\' OR sip_call_id LIKE ?2 ESCAPE '\\' OR line LIKE ?2 ESCAPE '\\' "
+               "OR handler LIKE ?2 ESCAPE '\\' ORDER BY started_at DESC, id DESC LIMIT ?3 OFFSET ?4");
+        q.text(1, filter).text(2, like).integer(3, limit < 0 ? -1 : limit).integer(4, offset < 0 ? 0 : offset);
+        int rc;
+        while ((rc = q.step()) == SQLITE_ROW) out.push_back(call_from(q));
+        if (rc != SQLITE_DONE) PLOG_WARN("event=store_read_failed what=list_calls error=\"{}\"", q.error());
+        return out;
+    }
+
+    std::optional<CallDetail> get_call(const std::string& uid) override {
+        std::lock_guard lock(read_mutex_);
+        sqlite3* db = reader_.get();
+        // One read transaction: the call, its turns and events are a consistent snapshot.
+        exec(db, "BEGIN", nullptr);
+        struct End {
+            sqlite3* db;
+            ~End() { exec(db, "COMMIT", nullptr); }
+        } end{db};
+        CallDetail detail;
+        std::int64_t id = 0;
+        {
+            Stmt q(db, "SELECT uid, direction, from_uri, to_uri, sip_call_id, line, handler, started_at, answered_at, "
+                       "ended_at, end_reason, id FROM calls WHERE uid = ?");
+            q.text(1, uid);
+            if (q.step() != SQLITE_ROW) return std::nullopt;
+            detail.call = call_from(q);
+            id = q.col_int(11);
+        }
+        {
+            Stmt q(db, "SELECT idx, \"trigger\", user_text, reply_text, interrupted, early_end, tools, eot_ms, "
+                       "stt_final_ms, stt_compute_ms, llm_first_token_ms, first_sentence_ms, tts_first_audio_ms, "
+                       "first_rtp_ms, overhead_ms, speech_end_at FROM turns WHERE call_id = ? ORDER BY idx");
+            q.integer(1, id);
+            while (q.step() == SQLITE_ROW) {
+                TurnRow t;
+                t.idx = static_cast<int>(q.col_int(0));
+                t.trigger = q.col_text(1);
+                t.user_text = q.col_text(2);
+                t.reply_text = q.col_text(3);
+                t.interrupted = q.col_int(4) != 0;
+                t.early_end = q.col_int(5) != 0;
+                auto tools = nlohmann::json::parse(q.col_text(6), nullptr, false);
+                if (tools.is_array())
+                    for (const auto& x : tools)
+                        if (x.is_string()) t.tools.push_back(x.get<std::string>());
+                t.eot_ms = q.col_ms(7);
+                t.stt_final_ms = q.col_ms(8);
+                t.stt_compute_ms = q.col_ms(9);
+                t.llm_first_token_ms = q.col_ms(10);
+                t.first_sentence_ms = q.col_ms(11);
+                t.tts_first_audio_ms = q.col_ms(12);
+                t.first_rtp_ms = q.col_ms(13);
+                t.overhead_ms = q.col_ms(14);
+                t.speech_end_at = q.col_int(15);
+                detail.turns.push_back(std::move(t));
+            }
+        }
+        {
+            Stmt q(db, "SELECT at, kind, detail FROM events WHERE call_id = ? ORDER BY at, id");
+            q.integer(1, id);
+            while (q.step() == SQLITE_ROW) detail.events.push_back({q.col_int(0), q.col_text(1), q.col_text(2)});
+        }
+        return detail;
+    }
+
+    std::vector<LineRow> lines() override {
+        std::lock_guard lock(read_mutex_);
+        std::vector<LineRow> out;
+        Stmt q(reader_.get(), "SELECT name, registrar, user, status, updated_at FROM lines ORDER BY name");
+        while (q.step() == SQLITE_ROW) out.push_back({q.col_text(0), q.col_text(1), q.col_text(2), q.col_text(3), q.col_int(4)});
+        return out;
+    }
+
+    int schema_version() override {
+        std::lock_guard lock(read_mutex_);
+        std::string e;
+        return read_version(reader_.get(), &e);
+    }
+
+    std::string schema_sql() override {
+        std::lock_guard lock(read_mutex_);
+        std::string out;
+        Stmt q(reader_.get(), "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name");
+        while (q.step() == SQLITE_ROW) out += q.col_text(0) + ";\n";
+        return out;
+    }
+
+    std::string integrity_check() override {
+        std::lock_guard lock(read_mutex_);
+        std::string out;
+        Stmt q(reader_.get(), "PRAGMA integrity_check");
+        int rc;
+        while ((rc = q.step()) == SQLITE_ROW) out += (out.empty() ? "" : "\n") + q.col_text(0);
+        if (rc != SQLITE_DONE) out += (out.empty() ? "" : "\n") + q.error();
+        return out;
+    }
+
+private:
+    static CallRow call_from(const Stmt& q) {
+        CallRow c;
+        c.uid = q.col_text(0);
+        c.direction = q.col_text(1);
+        c.from_uri = q.col_text(2);
+        c.to_uri = q.col_text(3);
+        c.sip_call_id = q.col_text(4);
+        c.line = q.col_text(5);
+        c.handler = q.col_text(6);
+        c.started_at = q.col_int(7);
+        c.answered_at = q.col_int(8);
+        c.ended_at = q.col_int(9);
+        c.end_reason = q.col_text(10);
+        return c;
+    }
+
+    bool push(Item item) {
+        {
+            std::lock_guard lock(mutex_);
+            if (queue_.size() >= capacity_) {
+                ++dropped_;  // logged by the store thread (at most once a second): no I/O on the caller's thread
+                return false;
+            }
+            queue_.push_back(std::move(item));
+            ++enqueued_;
+        }
+        work_cv_.notify_one();
+        return true;
+    }
+
+    void run() {
+        std::uint64_t dropped_logged = 0;
+        auto last_log = std::chrono::steady_clock::time_point{};
+        for (;;) {
+            std::optional<Item> item;
+            std::uint64_t dropped_now = 0;
+            bool last = false;
+            {
+                std::unique_lock lock(mutex_);
+                // A full queue is never empty, so drops are noticed here after each item.
+                work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+                dropped_now = dropped_;
+                if (!queue_.empty()) {
+                    item.emplace(std::move(queue_.front()));
+                    queue_.pop_front();
+                } else {
+                    last = true;  // stopping and everything queued is committed
+                }
+            }
+            auto now = std::chrono::steady_clock::now();
+            if (dropped_now != dropped_logged && (last || now - last_log >= std::chrono::seconds(1))) {
+                PLOG_WARN("event=store_queue_full dropped={} total_dropped={} capacity={}", dropped_now - dropped_logged,
+                          dropped_now, capacity_);
+                dropped_logged = dropped_now;
+                last_log = now;
+            }
+            if (last) return;
+            write(*item);
+            {
+                std::lock_guard lock(mutex_);
+                ++committed_;
+            }
+            done_cv_.notify_all();
+        }
+    }
+
+    // Each item is one statement in autocommit mode: its own transaction, committed when step() returns.
+    void write(const Item& item) {
+        sqlite3* db = writer_.get();
+        const char* what = "";
+        std::string uid;
+        int rc = SQLITE_DONE;
+        std::string error;
+        bool matched = true;
+        auto finish = [&](Stmt& s) {
+            rc = s.step();
+            if (rc != SQLITE_DONE) error = s.error();
+            else matched = sqlite3_changes(db) > 0;
+        };
+        if (const auto* c = std::get_if<CallStarted>(&item)) {
+            what = "call_started";
+            uid = c->call.uid;
+            Stmt s(db, "INSERT INTO calls(uid, direction, from_uri, to_uri, sip_call_id, line, handler, started_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+            const CallRow& r = c->call;
+            s.text(1, r.uid).text(2, r.direction).text(3, r.from_uri).text(4, r.to_uri).text(5, r.sip_call_id)
+                .text(6, r.line).text(7, r.handler).integer(8, r.started_at ? r.started_at : now_ms());
+            finish(s);
+        } else if (const auto* a = std::get_if<CallAnswered>(&item)) {
+            what = "call_answered";
+            uid = a->uid;
+            Stmt s(db, "UPDATE calls SET answered_at = ? WHERE uid = ?");
+            s.time_or_null(1, a->at).text(2, a->uid);
+            finish(s);
+        } else if (const auto* e = std::get_if<CallEnded>(&item)) {
+            what = "call_ended";
+            uid = e->uid;
+            Stmt s(db, "UPDATE calls SET ended_at = ?, end_reason = ? WHERE uid = ?");
+            s.time_or_null(1, e->at).text(2, e->reason).text(3, e->uid);
+            finish(s);
+        } else if (const auto* t = std::get_if<Turn>(&item)) {
+            what = "turn";
+            uid = t->uid;
+            const TurnRow& r = t->turn;
+            nlohmann::json tools = r.tools;
+            Stmt s(db, "INSERT INTO turns(call_id, idx, \"trigger\", user_text, reply_text, interrupted, early_end, "
+                       "tools, eot_ms, stt_final_ms, stt_compute_ms, llm_first_token_ms, first_sentence_ms, "
+                       "tts_first_audio_ms, first_rtp_ms, overhead_ms, speech_end_at) "
+                       "SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17 "
+                       "FROM calls WHERE uid = ?1");
+            s.text(1, t->uid).integer(2, r.idx).text(3, r.trigger).text(4, r.user_text).text(5, r.reply_text)
+                .integer(6, r.interrupted).integer(7, r.early_end).text(8, tools.dump())
+                .ms_or_null(9, r.eot_ms).ms_or_null(10, r.stt_final_ms).ms_or_null(11, r.stt_compute_ms)
+                .ms_or_null(12, r.llm_first_token_ms).ms_or_null(13, r.first_sentence_ms)
+                .ms_or_null(14, r.tts_first_audio_ms).ms_or_null(15, r.first_rtp_ms).ms_or_null(16, r.overhead_ms)
+                .time_or_null(17, r.speech_end_at);
+            finish(s);
+        } else if (const auto* ev = std::get_if<Event>(&item)) {
+            what = "event";
+            uid = ev->uid;
+            // An event about an unknown call is kept, unattached (call_id NULL).
+            Stmt s(db, "INSERT INTO events(call_id, at, kind, detail) VALUES ((SELECT id FROM calls WHERE uid = ?), ?, ?, ?)");
+            s.text(1, ev->uid).integer(2, ev->at ? ev->at : now_ms()).text(3, ev->kind).text(4, ev->detail);
+            finish(s);
+        } else if (const auto* l = std::get_if<LineStatus>(&item)) {
+            what = "line_status";
+            const LineRow& r = l->line;
+            Stmt s(db, "INSERT INTO lines(name, registrar, user, status, updated_at) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT(name) DO UPDATE SET registrar = excluded.registrar, user = excluded.user, "
+                       "status = excluded.status, updated_at = excluded.updated_at");
+            s.text(1, r.name).text(2, r.registrar).text(3, r.user).text(4, r.status)
+                .integer(5, r.updated_at ? r.updated_at : now_ms());
+            finish(s);
+        }
+        if (rc != SQLITE_DONE)
+            PLOG_WARN("event=store_write_failed what={} uid={} error=\"{}\"", what, uid, error);
+        else if (!matched)
+            PLOG_WARN("event=store_unknown_call what={} uid={}", what, uid);
+    }
+
+    Db writer_;  // store thread only
+    Db reader_;  // under read_mutex_
+    std::mutex read_mutex_;
+    const std::size_t capacity_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable work_cv_;
+    std::condition_variable done_cv_;
+    std::deque<Item> queue_;
+    std::uint64_t enqueued_ = 0;
+    std::uint64_t committed_ = 0;
+    std::uint64_t dropped_ = 0;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> Store::open(const std::string& path, std::string* error, Options options) {
+    std::string local;
+    if (!error) error = &local;
+    const std::vector<Migration>& migrations = options.migrations.empty() ? default_migrations() : options.migrations;
+    try {
+        Db writer = open_connection(path, options.busy_timeout_ms, error);
+        if (!writer) return nullptr;
+        if (!migrate(writer.get(), migrations, error)) {
+            *error = path + ": " + *error;
+            return nullptr;
+        }
+        Db reader = open_connection(path, options.busy_timeout_ms, error);
+        if (!reader) return nullptr;
+        PLOG_INFO("event=store_opened path={} schema_version={}", path, migrations.back().version);
+        return std::make_unique<StoreImpl>(std::move(writer), std::move(reader), options.queue_capacity);
+    } catch (const std::exception& e) {
+        *error = path + ": " + e.what();
+        return nullptr;
+    }
+}
+
+}  // namespace parley::store

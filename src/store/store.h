@@ -1,0 +1,137 @@
+// store.h — Parley's call/turn store: one SQLite database (WAL) written by a dedicated store thread.
+//
+// Writers (SIP, media and turn threads) only enqueue: every writer call takes a short mutex, appends to a
+// bounded queue and returns; nothing waits for the disk. When the queue is full the item is dropped, counted
+// (dropped()) and logged by the store thread. The store thread commits each item in its own transaction as it
+// arrives, so a completed turn is durable (against a process crash / kill -9) once the store thread has
+// committed it; flush() waits for that.
+//
+// Calls are identified by `uid`, a text id given by the caller that is unique across restarts (Parley's CallId
+// is only unique per process), e.g. "<start-epoch-ms>-<callid>"; it links SIP, media, store and logs.
+// Times are milliseconds since the Unix epoch (0 = unknown, stored as NULL). Timings are milliseconds as
+// doubles (negative = unknown, stored as NULL). No secrets are ever stored (there is no password column).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace parley::store {
+
+using EpochMs = std::int64_t;  // milliseconds since the Unix epoch; 0 = unknown
+
+EpochMs to_epoch_ms(std::chrono::system_clock::time_point t);
+EpochMs now_ms();
+
+struct CallRow {
+    std::string uid;          // unique across restarts, e.g. "1764030654123-7"
+    std::string direction;    // "inbound" | "outbound"
+    std::string from_uri;
+    std::string to_uri;
+    std::string sip_call_id;
+    std::string line;         // line name (lines.name), "" when none
+    std::string handler;      // call handler name, e.g. "conversation"
+    EpochMs started_at = 0;
+    EpochMs answered_at = 0;  // read side only (call_answered() sets it)
+    EpochMs ended_at = 0;     // read side only (call_ended() sets it)
+    std::string end_reason;   // read side only
+};
+
+struct TurnRow {
+    int idx = 0;                     // 1, 2, … within the call
+    std::string trigger;             // "speech", "dtmf", "silence", "time_limit"
+    std::string user_text;
+    std::string reply_text;
+    bool interrupted = false;
+    bool early_end = false;
+    std::vector<std::string> tools;  // "name(arguments)"; stored as a JSON array
+    // Timings in ms after the end of the caller's speech; negative = unknown (NULL).
+    double eot_ms = -1;
+    double stt_final_ms = -1;
+    double stt_compute_ms = -1;
+    double llm_first_token_ms = -1;
+    double first_sentence_ms = -1;
+    double tts_first_audio_ms = -1;
+    double first_rtp_ms = -1;
+    double overhead_ms = -1;
+    EpochMs speech_end_at = 0;
+};
+
+struct EventRow {
+    EpochMs at = 0;
+    std::string kind;
+    std::string detail;
+};
+
+struct LineRow {
+    std::string name;
+    std::string registrar;
+    std::string user;    // SIP user name; never the password
+    std::string status;  // e.g. "registered", "failed: 403"
+    EpochMs updated_at = 0;
+};
+
+struct CallDetail {
+    CallRow call;
+    std::vector<TurnRow> turns;    // by idx
+    std::vector<EventRow> events;  // by time
+};
+
+// One schema step: `sql` runs in one transaction together with recording `version` in schema_version.
+// Versions must be increasing; a database is brought from its version to the last one, in order.
+struct Migration {
+    int version = 0;
+    std::string sql;
+};
+
+// Parley's migrations (version 1 = lines, calls, turns, events). Add version 2 at the end, never edit one
+// that has shipped.
+const std::vector<Migration>& default_migrations();
+
+struct Options {
+    std::size_t queue_capacity = 4096;  // items waiting for the store thread; more are dropped (counted)
+    int busy_timeout_ms = 5000;
+    std::vector<Migration> migrations;  // empty: default_migrations() (tests inject their own)
+};
+
+class Store {
+public:
+    // nullptr and *error when the file cannot be opened/created, is not a SQLite database, has a newer schema
+    // version than `migrations` knows, or a migration fails (it is rolled back). Never throws.
+    static std::unique_ptr<Store> open(const std::string& path, std::string* error, Options options = {});
+
+    virtual ~Store() = default;  // commits everything queued, then stops the store thread
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    // --- write side: enqueue only, never block on I/O; safe from any thread ---
+    // Each returns true when queued, false when the queue was full and the item was dropped (counted, logged).
+    virtual bool call_started(CallRow call) = 0;
+    virtual bool call_answered(std::string uid, EpochMs at) = 0;
+    virtual bool call_ended(std::string uid, EpochMs at, std::string reason) = 0;
+    virtual bool turn(std::string uid, TurnRow turn) = 0;  // uid of a started call
+    virtual bool event(std::string uid, std::string kind, std::string detail, EpochMs at = now_ms()) = 0;  // uid "" = not about a call
+    virtual bool line_status(LineRow line) = 0;  // insert or update by name
+
+    // Waits until everything queued before this call is committed (a write that fails, e.g. a turn for an unknown
+    // uid, is logged and counts as done).
+    virtual void flush() = 0;
+    virtual std::uint64_t dropped() const = 0;
+
+    // --- read side (own connection; safe from any thread, does not wait for the store thread) ---
+    // Newest first. `filter` (optional) matches uid, from/to URI, SIP Call-ID, line or handler (substring).
+    virtual std::vector<CallRow> list_calls(int limit, int offset, const std::string& filter = "") = 0;
+    virtual std::optional<CallDetail> get_call(const std::string& uid) = 0;
+    virtual std::vector<LineRow> lines() = 0;
+    virtual int schema_version() = 0;
+    virtual std::string schema_sql() = 0;       // every CREATE statement in the database
+    virtual std::string integrity_check() = 0;  // "ok" when healthy
+
+protected:
+    Store() = default;
+};
+
+}  // namespace parley::store
