@@ -29,6 +29,8 @@
 #include "common/cancel.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "agent/speech_gate.h"
+#include "media/codec.h"
 #include "media/resampler.h"
 #include "media/wav.h"
 #include "stt/stt.h"
@@ -39,8 +41,9 @@ using namespace parley;
 namespace {
 
 constexpr int kRate = 16000;
-constexpr int kWindow = 512, kWindowMs = 32, kFrame = 320;
-constexpr float kThreshold = 0.5f, kHysteresis = 0.15f;
+constexpr int kWindowMs = agent::kVadWindowMs, kFrame = 320;
+// The handler's own rule at its default threshold (src/agent/speech_gate.h), not a copy of it.
+const double kThreshold = AgentConfig{}.vad_threshold;
 
 // One item of the corpus: text pieces with explicit silences between them.
 struct Piece {
@@ -53,27 +56,17 @@ struct Item {
     std::string label;
 };
 
-int16_t ulaw_roundtrip(int16_t s) {  // G.711 µ-law encode + decode (the phone line's quantisation)
-    const int kBias = 0x84, kClip = 32635;
-    int sign = s < 0 ? 0x80 : 0;
-    int x = s < 0 ? -static_cast<int>(s) : s;
-    x = std::min(x, kClip) + kBias;
-    int exp = 7;
-    for (int mask = 0x4000; (x & mask) == 0 && exp > 0; mask >>= 1) --exp;
-    int mant = (x >> (exp + 3)) & 0x0F;
-    uint8_t u = static_cast<uint8_t>(~(sign | (exp << 4) | mant));
-    u = static_cast<uint8_t>(~u);
-    int e = (u >> 4) & 7, m = u & 15;
-    int mag = (((m << 3) + kBias) << e) - kBias;
-    return static_cast<int16_t>((u & 0x80) ? -mag : mag);
-}
-
 // Any-rate PCM → 8 kHz µ-law → 16 kHz, as a caller's audio reaches Parley's VAD.
 std::vector<int16_t> phone_line(const std::vector<int16_t>& pcm, int rate) {
     std::vector<int16_t> n8, out;
     media::Resampler down(rate, 8000), up(8000, kRate);
     down.process(pcm, n8);
-    for (auto& s : n8) s = ulaw_roundtrip(s);
+    // G.711 µ-law encode + decode: the phone line's quantisation, with the codec calls use.
+    auto enc = media::make_encoder(media::CodecId::kPcmu);
+    auto dec = media::make_decoder(media::CodecId::kPcmu);
+    std::vector<uint8_t> ulaw(n8.size());
+    ulaw.resize(enc->encode(n8, ulaw));
+    n8.resize(dec->decode(ulaw, n8));
     up.process(n8, out);
     return out;
 }
@@ -92,11 +85,12 @@ Runs vad_runs(stt::Vad& vad, const std::vector<int16_t>& pcm, bool hysteresis) {
         vad.stream(f, probs);
     }
     Runs r;
+    agent::SpeechGate gate(kThreshold, hysteresis);
     bool was = false;
     int run = 0, gap = 0;
     for (size_t w = 0; w < probs.size(); ++w) {
         float p = probs[w];
-        bool speech = p >= kThreshold || (hysteresis && was && p >= kThreshold - kHysteresis);
+        bool speech = gate.window(p);
         if (speech) {
             if (r.first_ms < 0) r.first_ms = static_cast<int>(w) * kWindowMs;
             if (!was && run == 0 && r.last_end_ms >= 0) r.gaps_ms.push_back(gap);

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "agent/echo_canceller.h"
+#include "agent/speech_gate.h"
 #include "agent/text.h"
 #include "common/log.h"
 #include "media/resampler.h"
@@ -24,10 +25,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr int kVadWindow = 512;                // Silero's window at 16 kHz
-constexpr int kVadWindowMs = 32;
 constexpr int kPreRollMs = 200;                // audio kept before speech onset (the VAD needs a window or two)
-constexpr double kHysteresis = 0.15;           // silence below threshold - this (as Silero's own iterator)
 constexpr int kSpeechRunResetMs = 160;         // a silence this long ends a run of speech (barge-in counting)
 constexpr int kAecWarmupMs = 1000;            // of our own speech before the echo canceller is trusted
 constexpr int kEchoTailMs = 400;               // an echo can come back this long after we stopped
@@ -271,16 +269,18 @@ private:
     }
 
     void window(float p, Clock::time_point now) {
-        bool speech = p >= a_.vad_threshold || (was_speech_ && p >= a_.vad_threshold - kHysteresis);
-        if (aec_warming_) speech = false;
-        was_speech_ = speech;
+        bool speech = gate_.window(p);
+        if (aec_warming_) {
+            speech = false;
+            gate_.force_silence();
+        }
         if (speech) {
             silence_ms_ = 0;
             run_ms_ += kVadWindowMs;
             last_speech_ = now;
             last_speech_wall_ = std::chrono::system_clock::now();
             if (!in_utterance_) {
-                if (reached(run_ms_, a_.min_speech_ms)) open_utterance();
+                if (SpeechGate::reached(run_ms_, a_.min_speech_ms)) open_utterance();
             } else if (posted_short_) {
                 // The caller goes on after a short pause: the speculative transcript is stale.
                 posted_short_ = false;
@@ -288,7 +288,7 @@ private:
                 std::lock_guard lk(mu_);
                 stt_cancel_.cancel();
             }
-            if (a_.barge_in && !barged_this_run_ && reached(run_ms_, a_.barge_in_min_ms) && !final_words_.load() &&
+            if (a_.barge_in && !barged_this_run_ && SpeechGate::reached(run_ms_, a_.barge_in_min_ms) && !final_words_.load() &&
                 busy()) {
                 barged_this_run_ = true;
                 interrupt("speech");
@@ -310,10 +310,6 @@ private:
             close_utterance();
         }
     }
-
-    // Speech is counted in 32 ms VAD windows: a minimum is reached by the window that gets nearest to it
-    // (200 ms → 6 windows = 192 ms), not rounded up to the next whole window.
-    static bool reached(int run_ms, int min_ms) { return run_ms + kVadWindowMs / 2 >= min_ms; }
 
     void open_utterance() {
         in_utterance_ = true;
@@ -957,7 +953,8 @@ private:
     uint64_t vad_windows_ = 0;
     std::deque<int16_t> pre_roll_;
     std::vector<int16_t> utterance_;
-    bool in_utterance_ = false, posted_short_ = false, was_speech_ = false, barged_this_run_ = false;
+    SpeechGate gate_{a_.vad_threshold};
+    bool in_utterance_ = false, posted_short_ = false, barged_this_run_ = false;
     bool aec_warming_ = false;
     int ref_active_ms_ = 0, ref_quiet_ms_ = 1 << 20;
     int silence_ms_ = 0, run_ms_ = 0;
