@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <unordered_map>
-#include <deque>
 #include <iostream>
 #include <mutex>
 
@@ -83,48 +82,27 @@ private:
     call::CallSummary last_;
 };
 
-// The last turns of every call, in memory (each is also one event=turn log line): what the store and API
-// of the operations milestone will read. Bounded, so a long-running agent does not grow.
-class TurnLog final : public agent::TurnObserver {
-public:
-    static constexpr size_t kKeep = 1000;
-    void on_turn(const agent::TurnRecord& t) override {
-        std::lock_guard lk(mu_);
-        recent_.push_back(t);
-        if (recent_.size() > kKeep) recent_.pop_front();
-        ++total_;
-    }
-    std::vector<agent::TurnRecord> recent(call::CallId call = 0) const {
-        std::lock_guard lk(mu_);
-        std::vector<agent::TurnRecord> out;
-        for (auto& t : recent_)
-            if (call == 0 || t.call == call) out.push_back(t);
-        return out;
-    }
-    uint64_t total() const {
-        std::lock_guard lk(mu_);
-        return total_;
-    }
-
-private:
-    mutable std::mutex mu_;
-    std::deque<agent::TurnRecord> recent_;
-    uint64_t total_ = 0;
-};
-
 // Writes calls and turns to the store (SQLite) as they happen. Every method only enqueues: the store has
 // its own thread, so neither the control thread nor a call's turn thread ever waits for the disk.
 class StoreSink final : public call::CallObserver, public agent::TurnObserver {
 public:
-    StoreSink(store::Store& db, std::string handler) : db_(db), handler_(std::move(handler)) {}
+    // `next`: another observer (parley call's watcher) told after the store.
+    StoreSink(store::Store& db, std::string handler, call::CallObserver* next)
+        : db_(db), handler_(std::move(handler)), next_(next) {}
 
-    void on_call_answered(const call::CallInfo& info) override { start(info, true); }
+    void on_call_answered(const call::CallInfo& info) override {
+        start(info, true);
+        if (next_) next_->on_call_answered(info);
+    }
 
     void on_call_ended(const call::CallSummary& s) override {
         std::string uid = start(s.info, false);
         db_.call_ended(uid, store::to_epoch_ms(s.info.ended), s.info.end_reason);
-        std::lock_guard lk(mu_);
-        uids_.erase(s.info.id);
+        {
+            std::lock_guard lk(mu_);
+            uids_.erase(s.info.id);
+        }
+        if (next_) next_->on_call_ended(s);
     }
 
     void on_turn(const agent::TurnRecord& t) override {
@@ -183,20 +161,9 @@ private:
 
     store::Store& db_;
     std::string handler_;
+    call::CallObserver* next_;
     std::mutex mu_;
     std::unordered_map<call::CallId, std::string> uids_;
-};
-
-// Both observers of a call: the in-memory turn log and the store (when configured).
-class TurnFanout final : public agent::TurnObserver {
-public:
-    explicit TurnFanout(std::vector<agent::TurnObserver*> sinks) : sinks_(std::move(sinks)) {}
-    void on_turn(const agent::TurnRecord& t) override {
-        for (auto* s : sinks_) s->on_turn(t);
-    }
-
-private:
-    std::vector<agent::TurnObserver*> sinks_;
 };
 
 bool is_test_model(const std::string& path) { return path.find("tiny-random") != std::string::npos; }
@@ -204,10 +171,8 @@ bool is_test_model(const std::string& path) { return path.find("tiny-random") !=
 struct Runtime {
     Config config;
     agent::Engines engines;
-    TurnLog turn_log;
     std::unique_ptr<store::Store> db;
-    std::unique_ptr<StoreSink> store_sink;
-    std::unique_ptr<TurnFanout> turn_sinks;
+    std::unique_ptr<StoreSink> store_sink;  // calls and turns to the store; without a store, turns are logged only
     agent::ConversationFactory* conversation = nullptr;
     std::unique_ptr<call::HandlerFactory> handlers;
     std::unique_ptr<call::CallManager> calls;
@@ -224,19 +189,15 @@ struct Runtime {
                 PLOG_ERROR("event=startup_failed error=\"store: {}\"", err);
                 return false;
             }
-            store_sink = std::make_unique<StoreSink>(*db, config.call.handler);
-            if (!observer) observer = store_sink.get();
-            PLOG_INFO("event=store_open path={}", config.store.path);
+            store_sink = std::make_unique<StoreSink>(*db, config.call.handler, observer);
+            observer = store_sink.get();
         }
-        std::vector<agent::TurnObserver*> sinks{&turn_log};
-        if (store_sink) sinks.push_back(store_sink.get());
-        turn_sinks = std::make_unique<TurnFanout>(sinks);
         if (config.call.handler == "conversation") {
             if (!start_engines(&err)) {
                 PLOG_ERROR("event=startup_failed error=\"{}\"", err);
                 return false;
             }
-            auto f = agent::make_conversation_factory(config, engines, turn_sinks.get(), &err);
+            auto f = agent::make_conversation_factory(config, engines, store_sink.get(), &err);
             conversation = f.get();
             handlers = std::move(f);
         } else {
@@ -349,7 +310,6 @@ int cmd_run(const std::string& path, const std::vector<std::string>& sets, Signa
                            [&] { rt.reload(path, sets); });
     PLOG_INFO("event=shutdown signal={}", sig);
     rt.shutdown();
-    if (rt.conversation) PLOG_INFO("event=turns_total count={}", rt.turn_log.total());
     PLOG_INFO("event=stopped");
     return 0;
 }

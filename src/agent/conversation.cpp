@@ -113,7 +113,6 @@ public:
         }
         if (aec_) control.playout().enable_reference();
         chat_ = s_->engines.llm->open();
-        started_ = Clock::now();
         if (s_->greeting && !s_->greeting->pcm.empty()) {
             history_.push_back({"assistant", s_->greeting->text});
             greeting_speech_ = play_clip(*s_->greeting);
@@ -757,7 +756,8 @@ private:
             history_.pop_back();
             pending_user_ = ts.user;
         } else {
-            history_.push_back({"assistant", interrupted ? heard : reply_text_for_history(reply, heard)});
+            // Not interrupted: `heard` is every clause spoken; empty only if the reply had nothing to say.
+            history_.push_back({"assistant", heard.empty() ? valid_utf8(reply.text) : heard});
         }
 
         // Timing.
@@ -792,10 +792,6 @@ private:
         } else if (end_action == "transfer") {
             start_transfer(transfer_to);
         }
-    }
-
-    static std::string reply_text_for_history(const llm::Reply& reply, const std::string& heard) {
-        return heard.empty() ? valid_utf8(reply.text) : heard;
     }
 
     void record(const TurnRecord& rec) {
@@ -937,7 +933,6 @@ private:
     const AgentConfig& a_;
     call::CallControl* control_ = nullptr;
     call::CallId call_id_ = 0;
-    Clock::time_point started_;
     std::unique_ptr<llm::Chat> chat_;
     std::atomic<bool> media_ready_{false}, bridged_{false};
     std::atomic<bool> final_words_{false};  // the goodbye is playing: not interruptible
