@@ -1408,3 +1408,89 @@ class Test:
         else:
             print(f"work dir kept: {self.dir}", flush=True)
         sys.exit(code)
+
+
+def wait_bye_tail(timeout_ms: int) -> str:
+    """The end of a generated SIPp scenario: wait up to `timeout_ms` for Parley's BYE, answer it 200, end."""
+    return f"""  <recv request="BYE" timeout="{timeout_ms}"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:sipp@[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="500"/>
+</scenario>
+"""
+
+
+class OpenAIDouble:
+    """TEST DOUBLE for an OpenAI-compatible chat.completions server (streaming only), for the behaviours no
+    model that runs here can show (tool calls, controlled token pacing). Every POST .../chat/completions is
+    recorded (`requests`: path and parsed body) and answered with server-sent events from `script`: a list of
+    (delay_s, delta, finish_reason) — sleep, then one chat.completion.chunk — then [DONE]. `sent_at` holds
+    the wall-clock time each chunk left (comparable with capture timestamps: same host)."""
+
+    def __init__(self, script: list):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.script = script
+        self.requests: list[dict] = []
+        self.sent_at: list[float] = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                try:
+                    req = json.loads(body)
+                except ValueError:
+                    req = {"_unparsable": body.decode(errors="replace")}
+                outer.requests.append({"path": self.path, "body": req})
+                if not self.path.endswith("/chat/completions"):
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": "double"}
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for delay, delta, finish in outer.script:
+                    if delay:
+                        time.sleep(delay)
+                    chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                    outer.sent_at.append(time.time())
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parleytest import (SCENARIOS, Test, call_flows, check, flow_streams, packet_levels, parse_rtp,  # noqa: E402
-                        sip_first_line, sip_messages, sound_segments, turn_events)
+                        sip_first_line, sip_messages, sound_segments, turn_events, wait_bye_tail)
 
 PCAP = {d: Path("/usr/share/sip-tester") / f"dtmf_2833_{n}.pcap" for d, n in (("1", "1"), ("2", "2"), ("#", "pound"))}
 GREETING_WAIT_MS = 3300    # the default greeting is ~2.75 s: press keys after it
@@ -41,26 +41,6 @@ BYE_AND_END = """  <send retrans="500">
 </scenario>
 """
 
-WAIT_BYE_AND_END = """  <recv request="BYE" timeout="15000"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <pause milliseconds="500"/>
-</scenario>
-"""
-
-
 def scenario(t: Test, name: str, keys: str, wait_ms: int, wait_for_bye: bool) -> Path:
     """uac_dtmf_2833.xml's INVITE/ACK, then after the greeting the keys 600 ms apart, then either `wait_ms`
     and our BYE, or a BYE from Parley (within 15 s) answered with 200."""
@@ -73,7 +53,7 @@ def scenario(t: Test, name: str, keys: str, wait_ms: int, wait_for_bye: bool) ->
         body.append(f'  <nop><action><exec play_pcap_audio="{PCAP[k]}"/></action></nop>')
     if not wait_for_bye:
         body.append(f'  <pause milliseconds="{wait_ms}"/>')
-    xml = head + "\n".join(body) + "\n" + (WAIT_BYE_AND_END if wait_for_bye else BYE_AND_END)
+    xml = head + "\n".join(body) + "\n" + (wait_bye_tail(15000) if wait_for_bye else BYE_AND_END)
     path = t.dir / f"{name}.xml"
     path.write_text(re.sub(r'<scenario name="[^"]*">', f'<scenario name="{name}">', xml, count=1))
     return path

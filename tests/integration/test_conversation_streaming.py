@@ -9,69 +9,29 @@ Checks, from a tshark capture of the call and the double's own clock (same host)
 starts after the caller's sentence and at least 1.5 s BEFORE the double even sent the second sentence; the
 turn record's first_rtp_ms is earlier than the moment the second chunk left; and the second sentence is
 heard too (sound continues after the second chunk was sent)."""
-import json
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (Test, call_flows, caller_timeline, check, flow_streams, free_port,  # noqa: E402
+from parleytest import (OpenAIDouble, Test, call_flows, caller_timeline, check, flow_streams,  # noqa: E402
                         packet_levels, sound_segments, turn_events)
 
 GAP_S = 2.5
 SOUND = 300.0
 
 
-class SlowOpenAI:
-    """TEST DOUBLE: streams two sentences GAP_S apart and records when each left."""
-
-    def __init__(self):
-        self.sent_at: list[float] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                base = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "double"}
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
-                self.end_headers()
-
-                def send(delta, finish=None):
-                    c = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-                    self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
-                    self.wfile.flush()
-                    outer.sent_at.append(time.time())
-                send({"role": "assistant", "content": "Sure, I can help with that. "})
-                time.sleep(GAP_S)
-                send({"content": "The second sentence arrives later, while the first is already playing."})
-                send({}, "stop")
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
-                self.close_connection = True
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+SCRIPT = [
+    (0, {"role": "assistant", "content": "Sure, I can help with that. "}, None),
+    (GAP_S, {"content": "The second sentence arrives later, while the first is already playing."}, None),
+    (0, {}, "stop"),
+]
 
 
 def main(t: Test):
-    fake = SlowOpenAI()
+    fake = OpenAIDouble(SCRIPT)
     t.on_cleanup(fake.close)
     ul, spans = caller_timeline(t, [3.0, "Could you help me with my booking please?", 9.0])
-    p = t.conversation(llm={"engine": "openai", "base_url": f"http://127.0.0.1:{fake.port}/v1",
+    p = t.conversation(llm={"engine": "openai", "base_url": fake.base_url,
                             "remote_model": "double", "model": None},
                        agent={"greeting": "Hello.", "tools": [], "silence_prompt_s": 0})
     cap = t.capture(f"udp portrange {p.rtp_lo}-{p.rtp_hi}", "rtp")

@@ -13,107 +13,36 @@ name=hang_up and a turn with tools="hang_up({})" and reply="Goodbye!"; the captu
 after the caller's sentence (the "Goodbye!") and then its BYE, which sipp answers (sipp exit 0); the BYE
 comes after the reply's sound ended (Parley does not hang up over its own goodbye).
 """
-import json
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (SCENARIOS, Test, call_flows, check, flow_streams, free_port, packet_levels,  # noqa: E402
-                        sip_first_line, sip_messages, sound_segments, turn_events, caller_timeline)
+from parleytest import (SCENARIOS, OpenAIDouble, Test, call_flows, check, flow_streams, packet_levels,  # noqa: E402
+                        sip_first_line, sip_messages, sound_segments, turn_events, caller_timeline, wait_bye_tail)
 
 SENTENCE = "Thanks, that is all I needed, bye."
 SOUND = 300.0
 
-WAIT_BYE_AND_END = """  <recv request="BYE" timeout="20000"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <pause milliseconds="500"/>
-</scenario>
-"""
-
-
-class FakeOpenAI:
-    """TEST DOUBLE for an OpenAI-compatible chat.completions server (streaming only)."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(n)
-                try:
-                    req = json.loads(body)
-                except ValueError:
-                    req = {"_unparsable": body.decode(errors="replace")}
-                outer.requests.append({"path": self.path, "body": req})
-                if not self.path.endswith("/chat/completions"):
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": "double"}
-                chunks = [
-                    {"index": 0, "delta": {"role": "assistant", "content": "Goodbye!"}, "finish_reason": None},
-                    {"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                                           "function": {"name": "hang_up", "arguments": ""}}]},
-                     "finish_reason": None},
-                    {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]},
-                     "finish_reason": None},
-                    {"index": 0, "delta": {}, "finish_reason": "tool_calls"},
-                ]
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Cache-Control", "no-cache")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                for c in chunks:
-                    self.wfile.write(f"data: {json.dumps({**base, 'choices': [c]})}\n\n".encode())
-                    self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
-                self.close_connection = True
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+# The test double's reply: content, then a hang_up call split over two fragments as OpenAI streams them.
+SCRIPT = [
+    (0, {"role": "assistant", "content": "Goodbye!"}, None),
+    (0, {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                         "function": {"name": "hang_up", "arguments": ""}}]}, None),
+    (0, {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, None),
+    (0, {}, "tool_calls"),
+]
 
 
 def main(t: Test):
-    fake = FakeOpenAI()
+    fake = OpenAIDouble(SCRIPT)
     t.on_cleanup(fake.close)
     ul, spans = caller_timeline(t, [3.5, SENTENCE, 1.0])
     src = (SCENARIOS / "uac_echo.xml").read_text()
     sc = t.dir / "uac_talk_wait_bye.xml"
     sc.write_text(src[:src.index("<pause/>")].replace('<scenario name="uac_echo">',
-                                                      '<scenario name="uac_talk_wait_bye">') + WAIT_BYE_AND_END)
+                                                      '<scenario name="uac_talk_wait_bye">') + wait_bye_tail(20000))
 
-    p = t.conversation(max_tokens=40, llm={"engine": "openai", "base_url": f"http://127.0.0.1:{fake.port}/v1",
+    p = t.conversation(max_tokens=40, llm={"engine": "openai", "base_url": fake.base_url,
                                            "remote_model": "double", "model": None},
                        agent={"tools": ["hang_up"]})
     cap = t.capture(f"(udp portrange {p.rtp_lo}-{p.rtp_hi}) or udp port {p.sip_port}", "rtp")
