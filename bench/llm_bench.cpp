@@ -16,22 +16,14 @@
 #include <vector>
 
 #include "llm/llm.h"
+#include "tests/support/run_capture.h"
 
 using parley::CancelToken;
 using namespace parley::llm;
 
 namespace {
 
-std::string run_capture(const std::string& cmd) {
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    pclose(p);
-    return out;
-}
+using parley::testsupport::run_capture;
 
 std::vector<std::string> split_csv(const std::string& line) {
     std::vector<std::string> f;

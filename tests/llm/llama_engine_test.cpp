@@ -20,6 +20,7 @@
 
 #include "llm/llm.h"
 #include "llm/tool_parser.h"
+#include "tests/support/run_capture.h"
 
 namespace parley::llm {
 namespace {
@@ -72,16 +73,7 @@ bool ends_inside_character(std::string_view s) {
     return false;
 }
 
-std::string run_capture(const std::string& cmd) {
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    pclose(p);
-    return out;
-}
+using parley::testsupport::run_capture;
 
 std::string shell_quote(const std::string& s) {
     std::string q = "'";
