@@ -253,7 +253,7 @@ private:
         for (float p : probs_) {
             vad_max_ = std::max(vad_max_, p);
             if (++vad_windows_ % 31 == 0) {  // about once a second
-                PLOG_DEBUG("call={} event=vad max_prob={:.2f} in_utterance={}", call_id_, vad_max_, in_utterance_);
+                PLOG_DEBUG("call={} event=vad max_prob={:.2f} in_utterance={}", call_id_, vad_max_, in_utterance_.load());
                 vad_max_ = 0;
             }
             window(p, now);
@@ -312,7 +312,6 @@ private:
 
     void open_utterance() {
         in_utterance_ = true;
-        in_utterance_atomic_.store(true);
         posted_short_ = false;
         utterance_.assign(pre_roll_.begin(), pre_roll_.end());
         int v = version_.fetch_add(1) + 1;
@@ -321,7 +320,6 @@ private:
 
     void close_utterance() {
         in_utterance_ = false;
-        in_utterance_atomic_.store(false);
         posted_short_ = false;
         utterance_.clear();
         version_.fetch_add(1);  // anything still pending for the old utterance is stale
@@ -515,7 +513,7 @@ private:
                     continue;
                 }
                 // Silence prompts: count from the moment Parley has finished speaking and nobody talks.
-                const bool quiet = !in_utterance_flag() && !busy() && speak_pending_.load() == 0;
+                const bool quiet = !in_utterance_.load() && !busy() && speak_pending_.load() == 0;
                 if (!quiet || a_.silence_prompt_s == 0) {
                     silence_deadline = kNever;
                 } else if (silence_deadline == kNever) {
@@ -547,7 +545,6 @@ private:
         }
     }
 
-    bool in_utterance_flag() const { return in_utterance_atomic_.load(); }
 
     Transcript_ transcribe(const std::vector<int16_t>& pcm) {
         std::vector<float> f(pcm.size());
@@ -949,13 +946,13 @@ private:
     std::deque<int16_t> pre_roll_;
     std::vector<int16_t> utterance_;
     SpeechGate gate_{a_.vad_threshold};
-    bool in_utterance_ = false, posted_short_ = false, barged_this_run_ = false;
+    std::atomic<bool> in_utterance_{false};  // written here; the turn thread reads it for silence prompts
+    bool posted_short_ = false, barged_this_run_ = false;
     bool aec_warming_ = false;
     int ref_active_ms_ = 0, ref_quiet_ms_ = 1 << 20;
     int silence_ms_ = 0, run_ms_ = 0;
     Clock::time_point last_speech_{};
     std::chrono::system_clock::time_point last_speech_wall_{};
-    std::atomic<bool> in_utterance_atomic_{false};
 
     // shared between the media and turn threads
     std::atomic<int> version_{0}, taken_version_{-1};
