@@ -432,6 +432,16 @@ private:
         const std::string uid = req.matches[1];
         const auto detail = db_->get_call(uid);
         if (!detail) {
+            // A call placed or answered a moment ago may not be committed yet (the store writes on its own
+            // thread): a live call is answered from what the runtime knows.
+            for (const auto& c : control_.live_calls()) {
+                if (c.uid != uid) continue;
+                json j = live_call_json(c);
+                j["turns"] = json::array();
+                j["events"] = json::array();
+                send_json(res, 200, j);
+                return;
+            }
             send_error(res, 404, "no such call: " + uid);
             return;
         }
