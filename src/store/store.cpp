@@ -76,6 +76,12 @@ CREATE TABLE events (
 );
 CREATE INDEX events_call_at ON events(call_id, at);
 )sql"},
+        // Version 2: the call's recording (a WAV path) and an index for the latency chart. Turn counts and the
+        // text search use the UNIQUE(call_id, idx) index of turns; the call list uses calls_started_at.
+        {2, R"sql(
+ALTER TABLE calls ADD COLUMN recording TEXT;
+CREATE INDEX turns_speech_end_at ON turns(speech_end_at);
+)sql"},
     };
     return migrations;
 }
@@ -238,6 +244,23 @@ bool migrate(sqlite3* db, const std::vector<Migration>& migrations, std::string*
     return true;
 }
 
+// The columns call_from() reads, in order (kCallColumns of them).
+#define CALL_COLUMNS                                                                                          \
+    "uid, direction, from_uri, to_uri, sip_call_id, line, handler, started_at, answered_at, ended_at, "       \
+    "end_reason, recording, (SELECT COUNT(*) FROM turns WHERE turns.call_id = calls.id)"
+constexpr int kCallColumns = 13;
+
+// A LIKE pattern matching `s` anywhere, with % _ and \ in `s` taken literally (used with ESCAPE '\').
+std::string like_pattern(const std::string& s) {
+    std::string like = "%";
+    for (char c : s) {
+        if (c == '%' || c == '_' || c == '\\') like += '\\';
+        like += c;
+    }
+    like += '%';
+    return like;
+}
+
 // ---------- queued items ----------
 
 struct CallStarted { CallRow call; };
@@ -246,7 +269,8 @@ struct CallEnded { std::string uid; EpochMs at; std::string reason; };
 struct Turn { std::string uid; TurnRow turn; };
 struct Event { std::string uid; std::string kind; std::string detail; EpochMs at; };
 struct LineStatus { LineRow line; };
-using Item = std::variant<CallStarted, CallAnswered, CallEnded, Turn, Event, LineStatus>;
+struct Recording { std::string uid; std::string path; };
+using Item = std::variant<CallStarted, CallAnswered, CallEnded, Turn, Event, LineStatus, Recording>;
 
 class StoreImpl final : public Store {
 public:
@@ -274,6 +298,9 @@ public:
         return push(Event{std::move(uid), std::move(kind), std::move(detail), at});
     }
     bool line_status(LineRow line) override { return push(LineStatus{std::move(line)}); }
+    bool call_recording(std::string uid, std::string path) override {
+        return push(Recording{std::move(uid), std::move(path)});
+    }
 
     void flush() override {
         std::unique_lock lock(mutex_);
@@ -289,21 +316,91 @@ public:
     std::vector<CallRow> list_calls(int limit, int offset, const std::string& filter) override {
         std::lock_guard lock(read_mutex_);
         std::vector<CallRow> out;
-        std::string like = "%";
-        for (char c : filter) {
-            if (c == '%' || c == '_' || c == '\\') like += '\\';
-            like += c;
-        }
-        like += '%';
+        const std::string like = like_pattern(filter);
         Stmt q(reader_.get(),
-               "SELECT uid, direction, from_uri, to_uri, sip_call_id, line, handler, started_at, answered_at, ended_at, "
-               "end_reason FROM calls WHERE ?1 = '' OR uid LIKE ?2 ESCAPE '\\' OR from_uri LIKE ?2 ESCAPE '\\' "
+               "SELECT " CALL_COLUMNS " FROM calls WHERE ?1 = '' OR uid LIKE ?2 ESCAPE '\\' OR from_uri LIKE ?2 ESCAPE '\\' "
                "OR to_uri LIKE ?2 ESCAPE '\\' OR sip_call_id LIKE ?2 ESCAPE '\\' OR line LIKE ?2 ESCAPE '\\' "
                "OR handler LIKE ?2 ESCAPE '\\' ORDER BY started_at DESC, id DESC LIMIT ?3 OFFSET ?4");
         q.text(1, filter).text(2, like).integer(3, limit < 0 ? -1 : limit).integer(4, offset < 0 ? 0 : offset);
         int rc;
         while ((rc = q.step()) == SQLITE_ROW) out.push_back(call_from(q));
         if (rc != SQLITE_DONE) PLOG_WARN("event=store_read_failed what=list_calls error=\"{}\"", q.error());
+        return out;
+    }
+
+    CallPage query_calls(const CallQuery& query) override {
+        std::lock_guard lock(read_mutex_);
+        sqlite3* db = reader_.get();
+        // Only bound parameters: nothing from the query is ever part of the SQL text. An unknown status matches
+        // nothing (the HTTP layer rejects it before).
+        static const char* const kWhere =
+            " WHERE (?1 = '' OR uid LIKE ?2 ESCAPE '\\' OR from_uri LIKE ?2 ESCAPE '\\' OR to_uri LIKE ?2 ESCAPE '\\'"
+            " OR sip_call_id LIKE ?2 ESCAPE '\\' OR line LIKE ?2 ESCAPE '\\' OR handler LIKE ?2 ESCAPE '\\'"
+            " OR COALESCE(end_reason, '') LIKE ?2 ESCAPE '\\'"
+            " OR EXISTS (SELECT 1 FROM turns t WHERE t.call_id = calls.id"
+            "            AND (t.user_text LIKE ?2 ESCAPE '\\' OR t.reply_text LIKE ?2 ESCAPE '\\')))"
+            " AND (?3 = '' OR direction = ?3)"
+            " AND (?4 = '' OR line = ?4)"
+            " AND (?5 = 0 OR started_at >= ?5)"
+            " AND (?6 = 0 OR started_at < ?6)"
+            " AND (?7 = ''"
+            "      OR (?7 = 'open' AND ended_at IS NULL)"
+            "      OR (?7 = 'ended' AND ended_at IS NOT NULL)"
+            "      OR (?7 = 'answered' AND answered_at IS NOT NULL)"
+            "      OR (?7 = 'missed' AND ended_at IS NOT NULL AND answered_at IS NULL))";
+        const std::string like = like_pattern(query.q);
+        auto bind = [&](Stmt& s) {
+            s.text(1, query.q).text(2, like).text(3, query.direction).text(4, query.line)
+                .integer(5, query.since).integer(6, query.until).text(7, query.status);
+        };
+        CallPage page;
+        // One read transaction: the page and the total are from the same snapshot.
+        exec(db, "BEGIN", nullptr);
+        struct End {
+            sqlite3* db;
+            ~End() { exec(db, "COMMIT", nullptr); }
+        } end{db};
+        {
+            Stmt q(db, (std::string("SELECT COUNT(*) FROM calls") + kWhere).c_str());
+            bind(q);
+            if (q.step() == SQLITE_ROW) page.total = q.col_int(0);
+            else PLOG_WARN("event=store_read_failed what=query_calls error=\"{}\"", q.error());
+        }
+        {
+            Stmt q(db, (std::string("SELECT " CALL_COLUMNS " FROM calls") + kWhere +
+                        " ORDER BY started_at DESC, id DESC LIMIT ?8 OFFSET ?9").c_str());
+            bind(q);
+            q.integer(8, query.limit < 0 ? -1 : query.limit).integer(9, query.offset < 0 ? 0 : query.offset);
+            int rc;
+            while ((rc = q.step()) == SQLITE_ROW) page.calls.push_back(call_from(q));
+            if (rc != SQLITE_DONE) PLOG_WARN("event=store_read_failed what=query_calls error=\"{}\"", q.error());
+        }
+        return page;
+    }
+
+    std::vector<LatencyPoint> latency(EpochMs since, int limit) override {
+        std::lock_guard lock(read_mutex_);
+        std::vector<LatencyPoint> out;
+        // The newest `limit` turns, handed out oldest first.
+        Stmt q(reader_.get(),
+               "SELECT uid, idx, speech_end_at, first_rtp_ms, overhead_ms FROM ("
+               " SELECT c.uid AS uid, t.idx AS idx, t.speech_end_at AS speech_end_at, t.first_rtp_ms AS first_rtp_ms,"
+               " t.overhead_ms AS overhead_ms, t.id AS id FROM turns t JOIN calls c ON c.id = t.call_id"
+               " WHERE t.first_rtp_ms IS NOT NULL AND t.speech_end_at >= ?1"
+               " ORDER BY t.speech_end_at DESC, t.id DESC LIMIT ?2)"
+               " ORDER BY speech_end_at, id");
+        q.integer(1, since).integer(2, limit < 0 ? -1 : limit);
+        int rc;
+        while ((rc = q.step()) == SQLITE_ROW) {
+            LatencyPoint p;
+            p.uid = q.col_text(0);
+            p.idx = static_cast<int>(q.col_int(1));
+            p.at = q.col_int(2);
+            p.voice_to_voice_ms = q.col_ms(3);
+            p.overhead_ms = q.col_ms(4);
+            out.push_back(std::move(p));
+        }
+        if (rc != SQLITE_DONE) PLOG_WARN("event=store_read_failed what=latency error=\"{}\"", q.error());
         return out;
     }
 
@@ -319,12 +416,11 @@ public:
         CallDetail detail;
         std::int64_t id = 0;
         {
-            Stmt q(db, "SELECT uid, direction, from_uri, to_uri, sip_call_id, line, handler, started_at, answered_at, "
-                       "ended_at, end_reason, id FROM calls WHERE uid = ?");
+            Stmt q(db, "SELECT " CALL_COLUMNS ", id FROM calls WHERE uid = ?");
             q.text(1, uid);
             if (q.step() != SQLITE_ROW) return std::nullopt;
             detail.call = call_from(q);
-            id = q.col_int(11);
+            id = q.col_int(kCallColumns);
         }
         {
             Stmt q(db, "SELECT idx, \"trigger\", user_text, reply_text, interrupted, early_end, tools, eot_ms, "
@@ -409,6 +505,8 @@ private:
         c.answered_at = q.col_int(8);
         c.ended_at = q.col_int(9);
         c.end_reason = q.col_text(10);
+        c.recording = q.col_text(11);
+        c.turn_count = static_cast<int>(q.col_int(12));
         return c;
     }
 
@@ -478,11 +576,12 @@ private:
         if (const auto* c = std::get_if<CallStarted>(&item)) {
             what = "call_started";
             uid = c->call.uid;
-            Stmt s(db, "INSERT INTO calls(uid, direction, from_uri, to_uri, sip_call_id, line, handler, started_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+            Stmt s(db, "INSERT INTO calls(uid, direction, from_uri, to_uri, sip_call_id, line, handler, started_at, "
+                       "recording) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''))");
             const CallRow& r = c->call;
             s.text(1, r.uid).text(2, r.direction).text(3, r.from_uri).text(4, r.to_uri).text(5, r.sip_call_id)
-                .text(6, r.line).text(7, r.handler).integer(8, r.started_at ? r.started_at : now_ms());
+                .text(6, r.line).text(7, r.handler).integer(8, r.started_at ? r.started_at : now_ms())
+                .text(9, r.recording);
             finish(s);
         } else if (const auto* a = std::get_if<CallAnswered>(&item)) {
             what = "call_answered";
@@ -528,6 +627,12 @@ private:
                        "status = excluded.status, updated_at = excluded.updated_at");
             s.text(1, r.name).text(2, r.registrar).text(3, r.user).text(4, r.status)
                 .integer(5, r.updated_at ? r.updated_at : now_ms());
+            finish(s);
+        } else if (const auto* rec = std::get_if<Recording>(&item)) {
+            what = "call_recording";
+            uid = rec->uid;
+            Stmt s(db, "UPDATE calls SET recording = NULLIF(?, '') WHERE uid = ?");
+            s.text(1, rec->path).text(2, rec->uid);
             finish(s);
         }
         if (rc != SQLITE_DONE)

@@ -38,6 +38,35 @@ struct CallRow {
     EpochMs answered_at = 0;  // read side only (call_answered() sets it)
     EpochMs ended_at = 0;     // read side only (call_ended() sets it)
     std::string end_reason;   // read side only
+    std::string recording;    // path of the call's WAV, "" = none
+    int turn_count = 0;       // read side only
+};
+
+// GET /api/calls: which calls, newest first.
+struct CallQuery {
+    int limit = 50;
+    int offset = 0;
+    std::string q;           // substring (case-insensitive) of uid, from/to, SIP Call-ID, line, handler, end
+                             // reason, or any of the call's turn texts
+    std::string direction;   // "" | "inbound" | "outbound"
+    std::string line;        // "" or an exact line name
+    EpochMs since = 0;       // started_at >= since (0 = no bound)
+    EpochMs until = 0;       // started_at < until (0 = no bound)
+    std::string status;      // "" | "open" (not ended) | "ended" | "answered" | "missed" (ended, never answered)
+};
+
+struct CallPage {
+    std::vector<CallRow> calls;
+    std::int64_t total = 0;  // calls matching the query, all pages
+};
+
+// One point of the dashboard's latency chart: a turn's voice-to-voice time (first_rtp_ms).
+struct LatencyPoint {
+    std::string uid;
+    int idx = 0;
+    EpochMs at = 0;          // the caller's speech end
+    double voice_to_voice_ms = -1;
+    double overhead_ms = -1;
 };
 
 struct TurnRow {
@@ -115,6 +144,7 @@ public:
     virtual bool turn(std::string uid, TurnRow turn) = 0;  // uid of a started call
     virtual bool event(std::string uid, std::string kind, std::string detail, EpochMs at = now_ms()) = 0;  // uid "" = not about a call
     virtual bool line_status(LineRow line) = 0;  // insert or update by name
+    virtual bool call_recording(std::string uid, std::string path) = 0;  // the call's WAV
 
     // Waits until everything queued before this call is committed (a write that fails, e.g. a turn for an unknown
     // uid, is logged and counts as done).
@@ -124,6 +154,10 @@ public:
     // --- read side (own connection; safe from any thread, does not wait for the store thread) ---
     // Newest first. `filter` (optional) matches uid, from/to URI, SIP Call-ID, line or handler (substring).
     virtual std::vector<CallRow> list_calls(int limit, int offset, const std::string& filter = "") = 0;
+    virtual CallPage query_calls(const CallQuery& query) = 0;
+    // Turns with a voice-to-voice time whose speech ended at or after `since`, oldest first, at most `limit`
+    // (the newest ones when there are more).
+    virtual std::vector<LatencyPoint> latency(EpochMs since, int limit) = 0;
     virtual std::optional<CallDetail> get_call(const std::string& uid) = 0;
     virtual std::vector<LineRow> lines() = 0;
     virtual int schema_version() = 0;

@@ -82,7 +82,7 @@ TEST(Store, MigratesEmptyFileToCurrentVersion) {
     // Reopening applies nothing and keeps the version.
     store = Store::open(path, &error);
     ASSERT_TRUE(store) << error;
-    EXPECT_EQ(store->schema_version(), 1);
+    EXPECT_EQ(store->schema_version(), default_migrations().back().version);
 }
 
 TEST(Store, RoundTripCallTurnsEventsLines) {
@@ -140,33 +140,69 @@ TEST(Store, RoundTripCallTurnsEventsLines) {
 TEST(Store, AppliesNewerMigrationToOlderDatabase) {
     std::string path = fresh_path("upgrade");
     std::string error;
+    const int current = default_migrations().back().version;
     {
-        auto v1 = Store::open(path, &error);
-        ASSERT_TRUE(v1) << error;
-        v1->call_started(make_call("old-call"));
-        v1->flush();
+        auto v = Store::open(path, &error);
+        ASSERT_TRUE(v) << error;
+        v->call_started(make_call("old-call"));
+        v->flush();
     }
-    // The file is at version 1; a test-only list that adds version 2 upgrades it in place.
+    // The file is at the current version; a test-only list that adds the next version upgrades it in place.
     Options options;
     options.migrations = default_migrations();
-    options.migrations.push_back({2, "ALTER TABLE calls ADD COLUMN recording TEXT NOT NULL DEFAULT '';"
-                                     "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL);"});
-    auto v2 = Store::open(path, &error, options);
-    ASSERT_TRUE(v2) << error;
-    EXPECT_EQ(v2->schema_version(), 2);
-    EXPECT_NE(v2->schema_sql().find("recording"), std::string::npos);
-    EXPECT_TRUE(v2->get_call("old-call"));  // data kept across the migration
-    v2.reset();
+    options.migrations.push_back({current + 1, "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL);"});
+    auto next = Store::open(path, &error, options);
+    ASSERT_TRUE(next) << error;
+    EXPECT_EQ(next->schema_version(), current + 1);
+    EXPECT_NE(next->schema_sql().find("notes"), std::string::npos);
+    EXPECT_TRUE(next->get_call("old-call"));  // data kept across the migration
+    next.reset();
 
-    // A failing migration is rolled back as a whole and the open is refused; the file stays at version 2.
-    options.migrations.push_back({3, "CREATE TABLE ok_table (x INTEGER); THIS IS NOT SQL;"});
+    // A failing migration is rolled back as a whole and the open is refused; the file stays where it was.
+    options.migrations.push_back({current + 2, "CREATE TABLE ok_table (x INTEGER); THIS IS NOT SQL;"});
     EXPECT_FALSE(Store::open(path, &error, options));
-    EXPECT_NE(error.find("migration 3"), std::string::npos) << error;
+    EXPECT_NE(error.find("migration " + std::to_string(current + 2)), std::string::npos) << error;
     options.migrations.pop_back();
     auto again = Store::open(path, &error, options);
     ASSERT_TRUE(again) << error;
-    EXPECT_EQ(again->schema_version(), 2);
+    EXPECT_EQ(again->schema_version(), current + 1);
     EXPECT_EQ(again->schema_sql().find("ok_table"), std::string::npos);
+}
+
+TEST(Store, MigratesVersion1DatabaseWithDataToVersion2) {
+    std::string path = fresh_path("v1to2");
+    std::string error;
+    {
+        Options v1;
+        v1.migrations = {default_migrations()[0]};
+        auto store = Store::open(path, &error, v1);
+        ASSERT_TRUE(store) << error;
+        ASSERT_EQ(store->schema_version(), 1);
+    }
+    // Data as a version-1 Parley wrote it (this build's writers know the version-2 columns).
+    raw_exec(path, "INSERT INTO calls(uid, direction, from_uri, to_uri, sip_call_id, line, handler, started_at, "
+                   "answered_at, ended_at, end_reason) VALUES ('v1-call', 'inbound', 'sip:a@x', 'sip:p@x', 'cid', "
+                   "'main', 'conversation', 1764030654000, 1764030655000, 1764030660000, 'bye');"
+                   "INSERT INTO turns(call_id, idx, \"trigger\", user_text, reply_text, first_rtp_ms, speech_end_at) "
+                   "SELECT id, 1, 'speech', 'question 1', 'answer 1', 640, 1764030656000 FROM calls WHERE uid = 'v1-call';");
+    auto store = Store::open(path, &error);
+    ASSERT_TRUE(store) << error;
+    EXPECT_EQ(store->schema_version(), 2);
+    EXPECT_EQ(store->integrity_check(), "ok");
+    EXPECT_NE(store->schema_sql().find("recording TEXT"), std::string::npos);
+    EXPECT_NE(store->schema_sql().find("turns_speech_end_at"), std::string::npos);
+    auto detail = store->get_call("v1-call");
+    ASSERT_TRUE(detail);
+    EXPECT_EQ(detail->call.end_reason, "bye");
+    EXPECT_EQ(detail->call.recording, "");
+    EXPECT_EQ(detail->call.turn_count, 1);
+    ASSERT_EQ(detail->turns.size(), 1u);
+    EXPECT_EQ(detail->turns[0].user_text, "question 1");
+    EXPECT_EQ(store->latency(0, 10).size(), 1u);
+    // The new column works on the migrated file.
+    store->call_recording("v1-call", "/var/rec/v1-call.wav");
+    store->flush();
+    EXPECT_EQ(store->get_call("v1-call")->call.recording, "/var/rec/v1-call.wav");
 }
 
 TEST(Store, AppliesMigrationsFromHandWrittenVersionRow) {
@@ -325,4 +361,212 @@ TEST(Store, NoSecretColumns) {
     std::transform(schema.begin(), schema.end(), schema.begin(), [](unsigned char c) { return std::tolower(c); });
     for (const char* word : {"password", "passwd", "secret", "api_key", "auth_token", "access_token"})
         EXPECT_EQ(schema.find(word), std::string::npos) << word << " in schema:\n" << schema;
+}
+
+namespace {
+
+// A store with a few calls for the query tests (started_at = base + i seconds, i = 0..).
+struct QueryFixture {
+    static constexpr EpochMs kBase = 1764030000000;
+    std::unique_ptr<Store> store;
+
+    explicit QueryFixture(const std::string& name) {
+        std::string error;
+        store = Store::open(fresh_path(name), &error);
+        EXPECT_TRUE(store) << error;
+    }
+    void add(const std::string& uid, int i, const std::string& direction, const std::string& line, bool answered,
+             bool ended, const std::string& user_text = "", const std::string& end_reason = "bye") {
+        CallRow c = make_call(uid);
+        c.direction = direction;
+        c.line = line;
+        c.started_at = kBase + i * 1000;
+        store->call_started(c);
+        if (answered) store->call_answered(uid, c.started_at + 100);
+        if (!user_text.empty()) {
+            TurnRow t = make_turn(1);
+            t.user_text = user_text;
+            store->turn(uid, t);
+        }
+        if (ended) store->call_ended(uid, c.started_at + 500, end_reason);
+    }
+    std::vector<std::string> uids(const CallQuery& q, std::int64_t* total = nullptr) {
+        CallPage page = store->query_calls(q);
+        if (total) *total = page.total;
+        std::vector<std::string> out;
+        for (const CallRow& c : page.calls) out.push_back(c.uid);
+        return out;
+    }
+};
+
+}  // namespace
+
+TEST(Store, QueryCallsFilters) {
+    QueryFixture f("query");
+    ASSERT_TRUE(f.store);
+    f.add("c0", 0, "inbound", "main", true, true, "I need a PLUMBER today");
+    f.add("c1", 1, "outbound", "main", false, true, "", "busy");
+    f.add("c2", 2, "inbound", "other", true, false, "discount of 50% please");
+    f.add("c3", 3, "inbound", "", false, false, "5000 units");
+    f.add("c4", 4, "outbound", "other", true, true);
+    f.store->flush();
+    using V = std::vector<std::string>;
+    std::int64_t total = -1;
+
+    CallQuery all;
+    EXPECT_EQ(f.uids(all, &total), (V{"c4", "c3", "c2", "c1", "c0"}));  // newest first
+    EXPECT_EQ(total, 5);
+    CallQuery q;
+    q.direction = "outbound";
+    EXPECT_EQ(f.uids(q, &total), (V{"c4", "c1"}));
+    EXPECT_EQ(total, 2);
+    q = {};
+    q.line = "other";
+    EXPECT_EQ(f.uids(q), (V{"c4", "c2"}));
+    q.line = "oth";  // exact, not a substring
+    EXPECT_TRUE(f.uids(q).empty());
+    q = {};
+    q.since = QueryFixture::kBase + 1000;
+    q.until = QueryFixture::kBase + 3000;  // exclusive
+    EXPECT_EQ(f.uids(q, &total), (V{"c2", "c1"}));
+    EXPECT_EQ(total, 2);
+    q = {};
+    q.status = "open";
+    EXPECT_EQ(f.uids(q), (V{"c3", "c2"}));
+    q.status = "ended";
+    EXPECT_EQ(f.uids(q), (V{"c4", "c1", "c0"}));
+    q.status = "answered";
+    EXPECT_EQ(f.uids(q), (V{"c4", "c2", "c0"}));
+    q.status = "missed";
+    EXPECT_EQ(f.uids(q), (V{"c1"}));
+    q.status = "bogus' OR 1=1 --";  // not SQL: matches nothing
+    EXPECT_TRUE(f.uids(q).empty());
+    // Several filters at once.
+    q = {};
+    q.direction = "inbound";
+    q.status = "answered";
+    q.line = "main";
+    EXPECT_EQ(f.uids(q), (V{"c0"}));
+
+    // q: a turn's text, case-insensitive.
+    q = {};
+    q.q = "plumber";
+    EXPECT_EQ(f.uids(q, &total), (V{"c0"}));
+    EXPECT_EQ(total, 1);
+    q.q = "answer 1";  // reply_text of make_turn(1)
+    EXPECT_EQ(f.uids(q), (V{"c3", "c2", "c0"}));
+    // '%' and '_' are literal: "50%" matches "50% please" and not "5000".
+    q.q = "50%";
+    EXPECT_EQ(f.uids(q), (V{"c2"}));
+    q.q = "5_0";
+    EXPECT_TRUE(f.uids(q).empty());
+    q.q = "%";
+    EXPECT_EQ(f.uids(q), (V{"c2"}));
+    // Call fields: end reason, uid, SIP Call-ID.
+    q.q = "BUSY";
+    EXPECT_EQ(f.uids(q), (V{"c1"}));
+    q.q = "cid-c4";
+    EXPECT_EQ(f.uids(q), (V{"c4"}));
+    q.q = "x' OR '1'='1";
+    EXPECT_TRUE(f.uids(q).empty());
+
+    // Rows carry turn_count.
+    CallPage page = f.store->query_calls(CallQuery{});
+    ASSERT_EQ(page.calls.size(), 5u);
+    EXPECT_EQ(page.calls[4].turn_count, 1);  // c0
+    EXPECT_EQ(page.calls[0].turn_count, 0);  // c4
+}
+
+TEST(Store, QueryCallsPagination) {
+    QueryFixture f("pages");
+    ASSERT_TRUE(f.store);
+    for (int i = 0; i < 7; ++i) f.add("p" + std::to_string(i), i, "inbound", "main", true, true);
+    f.store->flush();
+    std::set<std::string> seen;
+    std::vector<std::string> order;
+    for (int offset = 0; offset < 7; offset += 3) {
+        CallQuery q;
+        q.limit = 3;
+        q.offset = offset;
+        std::int64_t total = -1;
+        auto page = f.uids(q, &total);
+        EXPECT_EQ(total, 7) << offset;
+        EXPECT_EQ(page.size(), offset == 6 ? 1u : 3u);
+        for (const auto& uid : page) {
+            EXPECT_TRUE(seen.insert(uid).second) << uid << " on two pages";
+            order.push_back(uid);
+        }
+    }
+    EXPECT_EQ(seen.size(), 7u);
+    EXPECT_EQ(order.front(), "p6");
+    EXPECT_EQ(order.back(), "p0");
+    CallQuery past;
+    past.limit = 3;
+    past.offset = 50;
+    std::int64_t total = -1;
+    EXPECT_TRUE(f.uids(past, &total).empty());
+    EXPECT_EQ(total, 7);
+}
+
+TEST(Store, CallRecordingRoundTrip) {
+    std::string error;
+    auto store = Store::open(fresh_path("recording"), &error);
+    ASSERT_TRUE(store) << error;
+    store->call_started(make_call("r1"));
+    store->call_started(make_call("r2"));
+    CallRow r3 = make_call("r3");
+    r3.recording = "var/recordings/r3.wav";  // known when the call starts
+    store->call_started(r3);
+    EXPECT_TRUE(store->call_recording("r1", "var/recordings/r1.wav"));
+    EXPECT_TRUE(store->call_recording("nobody", "var/recordings/nobody.wav"));  // logged, skipped
+    store->flush();
+    EXPECT_EQ(store->get_call("r1")->call.recording, "var/recordings/r1.wav");
+    EXPECT_EQ(store->get_call("r2")->call.recording, "");
+    EXPECT_EQ(store->get_call("r3")->call.recording, "var/recordings/r3.wav");
+    auto listed = store->list_calls(10, 0);
+    ASSERT_EQ(listed.size(), 3u);
+    for (const auto& c : listed)
+        EXPECT_EQ(c.recording, c.uid == "r1" ? "var/recordings/r1.wav" : c.uid == "r3" ? "var/recordings/r3.wav" : "");
+    CallQuery q;
+    q.q = "r1";
+    auto page = store->query_calls(q);
+    ASSERT_EQ(page.calls.size(), 1u);
+    EXPECT_EQ(page.calls[0].recording, "var/recordings/r1.wav");
+}
+
+TEST(Store, LatencyOldestFirstNewestLimit) {
+    std::string error;
+    auto store = Store::open(fresh_path("latency"), &error);
+    ASSERT_TRUE(store) << error;
+    store->call_started(make_call("a"));
+    store->call_started(make_call("b"));
+    const EpochMs base = 1764031000000;
+    // Written out of time order, across two calls; one turn without a voice-to-voice time.
+    int order[] = {3, 0, 4, 1, 2, 5};
+    for (int i : order) {
+        TurnRow t = make_turn(i + 1);
+        t.speech_end_at = base + i * 1000;
+        t.first_rtp_ms = 500 + i;
+        t.overhead_ms = 10 + i;
+        if (i == 5) t.first_rtp_ms = -1;
+        store->turn(i % 2 ? "b" : "a", t);
+    }
+    store->flush();
+    auto all = store->latency(0, 100);
+    ASSERT_EQ(all.size(), 5u);  // the turn without first_rtp_ms is left out
+    for (size_t i = 0; i < all.size(); ++i) {
+        EXPECT_EQ(all[i].at, base + static_cast<EpochMs>(i) * 1000);
+        EXPECT_DOUBLE_EQ(all[i].voice_to_voice_ms, 500.0 + static_cast<double>(i));
+        EXPECT_DOUBLE_EQ(all[i].overhead_ms, 10.0 + static_cast<double>(i));
+        EXPECT_EQ(all[i].uid, i % 2 ? "b" : "a");
+        EXPECT_EQ(all[i].idx, static_cast<int>(i) + 1);
+    }
+    auto newest = store->latency(0, 2);  // the newest two, still oldest first
+    ASSERT_EQ(newest.size(), 2u);
+    EXPECT_EQ(newest[0].at, base + 3000);
+    EXPECT_EQ(newest[1].at, base + 4000);
+    auto since = store->latency(base + 2000, 100);  // at or after
+    ASSERT_EQ(since.size(), 3u);
+    EXPECT_EQ(since[0].at, base + 2000);
+    EXPECT_TRUE(store->latency(base + 10000, 100).empty());
 }
