@@ -1,6 +1,7 @@
 #include "call/call.h"
 
 #include "common/log.h"
+#include "media/recording.h"
 
 namespace parley::call {
 
@@ -23,7 +24,14 @@ Call::Call(CallInfo info, std::unique_ptr<media::RtpSockets> sockets, media::Med
 Call::~Call() {
     media_->stop();  // joins the media thread: no more sink callbacks after this
     if (handler_started_) handler_->on_end();
+    if (tap_) tap_->recording()->close();  // the writer thread finalizes the file; no I/O here
     // media_ (sockets, ports) and handler_ are freed by their unique_ptrs.
+}
+
+void Call::set_recording(std::shared_ptr<media::Recording> recording) {
+    if (!recording || media_started_ || tap_) return;
+    tap_ = std::make_unique<media::RecordingTap>(std::move(recording));
+    media_->set_tap(tap_.get());
 }
 
 bool Call::start_media(const media::StreamParams& params, std::string* error) {

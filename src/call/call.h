@@ -17,6 +17,11 @@
 #include "media/media_session.h"
 #include "sip/sip_stack.h"
 
+namespace parley::media {
+class Recording;
+class RecordingTap;
+}  // namespace parley::media
+
 namespace parley::call {
 
 enum class CallState { kRinging, kAnswered, kActive, kEnding };
@@ -24,6 +29,10 @@ const char* call_state_str(CallState s);
 
 struct CallInfo {
     CallId id = 0;
+    // Unique across restarts: "<start epoch ms>-<id>". The one id that links SIP (logged with the SIP
+    // Call-ID), media, the store, recordings, the API and logs.
+    std::string uid;
+    std::string recording;  // path of this call's WAV ("" = not recorded)
     bool outgoing = false;
     sip::DialogId dialog = 0;
     std::string from, to, sip_call_id, line, remote_uri;
@@ -78,6 +87,10 @@ public:
     Call(const Call&) = delete;
     Call& operator=(const Call&) = delete;
 
+    // Before start_media(): record this call (both directions, tick by tick, through a MediaTap). The recording
+    // is closed when the Call is destroyed (after the media thread has stopped).
+    void set_recording(std::shared_ptr<media::Recording> recording);
+
     // Starts RTP and then the handler. false (and *error) when the media cannot start.
     bool start_media(const media::StreamParams& params, std::string* error);
     void update_media(const media::StreamParams& params);
@@ -121,6 +134,7 @@ private:
     CallInfo info_;
     CallRequests& requests_;
     std::unique_ptr<CallHandler> handler_;
+    std::unique_ptr<media::RecordingTap> tap_;  // outlives the media thread (media_ is destroyed first)
     std::unique_ptr<media::MediaSession> media_;  // declared last: destroyed (joined) first
     std::atomic<bool> handler_started_{false};
     std::atomic<bool> bridged_{false};

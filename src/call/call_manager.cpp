@@ -1,6 +1,8 @@
 // call_manager.cpp — see call_manager.h.
 #include "call/call_manager.h"
 
+#include "media/recording.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -200,8 +202,11 @@ void CallManager::on_refer_notify(sip::DialogId id, int sipfrag_status, bool ter
 void CallManager::on_terminated(sip::DialogId id, sip::EndCause cause, int status, const std::string& phrase) {
     post([this, id, cause, status, phrase] { handle_terminated(id, cause, status, phrase); });
 }
-void CallManager::on_line_state(const sip::LineStatus&) {
-    // Logged by the SIP stack; the operations API will read SipStack::lines().
+void CallManager::on_line_state(const sip::LineStatus& status) {
+    // Logged by the SIP stack; observers (store, metrics, live events) hear it on the control thread.
+    post([this, status] {
+        if (observer_) observer_->on_line_state(status);
+    });
 }
 
 // ---- control thread -----------------------------------------------------------------------------
@@ -249,6 +254,11 @@ media::StreamParams CallManager::to_stream(const sdp::NegotiatedMedia& m) const 
     return p;
 }
 
+std::string make_uid(std::chrono::system_clock::time_point started, CallId id) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(started.time_since_epoch()).count();
+    return std::to_string(ms) + "-" + std::to_string(id);
+}
+
 std::unique_ptr<Call> CallManager::make_call(CallInfo info, std::unique_ptr<media::RtpSockets> sockets,
                                              std::unique_ptr<CallHandler> handler) {
     media::MediaSessionOptions mo;
@@ -256,8 +266,35 @@ std::unique_ptr<Call> CallManager::make_call(CallInfo info, std::unique_ptr<medi
     mo.timeout_s = config_.media.timeout_s;
     mo.symmetric_rtp = config_.media.symmetric_rtp;
     mo.log_tag = "call=" + std::to_string(info.id);
+    info.uid = make_uid(info.started, info.id);
     if (!handler) handler = handlers_.create();
-    return std::make_unique<Call>(std::move(info), std::move(sockets), std::move(mo), std::move(handler), *this);
+    // Recording: a line's calls when the line says record = true, line-less calls when recording.without_line.
+    // Bridge legs are not recorded (the original call's recording already has both sides).
+    std::shared_ptr<media::Recording> recording;
+    if (recorder_ && info.bridge_of == 0) {
+        bool record = false;
+        if (info.line.empty()) {
+            record = config_.recording.without_line;
+        } else {
+            for (const LineConfig& l : config_.lines)
+                if (l.name == info.line) {
+                    record = l.record;
+                    break;
+                }
+        }
+        if (record) {
+            std::string error;
+            recording = recorder_->open(info.uid, &error);
+            if (recording)
+                info.recording = recording->path();
+            else
+                PLOG_WARN("call={} uid={} event=recording_failed error=\"{}\" (the call goes on unrecorded)", info.id,
+                          info.uid, error);
+        }
+    }
+    auto call = std::make_unique<Call>(std::move(info), std::move(sockets), std::move(mo), std::move(handler), *this);
+    if (recording) call->set_recording(std::move(recording));
+    return call;
 }
 
 void CallManager::handle_invite(const sip::InviteInfo& inv) {
@@ -303,8 +340,9 @@ void CallManager::handle_invite(const sip::InviteInfo& inv) {
     info.started = std::chrono::system_clock::now();
     CallId id = info.id;
     auto call = make_call(std::move(info), std::move(sockets));
-    PLOG_INFO("event=call_incoming call={} sip_call_id={} from={} to={} line={} local_port={}", id, inv.call_id,
-              inv.from, inv.to, inv.line.empty() ? "-" : inv.line, call->local_port());
+    PLOG_INFO("event=call_incoming call={} uid={} sip_call_id={} from={} to={} line={} local_port={}", id,
+              call->info().uid, inv.call_id, inv.from, inv.to, inv.line.empty() ? "-" : inv.line, call->local_port());
+    if (observer_) observer_->on_call_started(call->info());
     calls_.emplace(id, std::move(call));
     dialog_to_call_[inv.id] = id;
     pending_[id] = std::move(pending);
@@ -432,8 +470,14 @@ CallId CallManager::originate(const std::string& uri, const std::string& line, s
     return originate_call(uri, line, nullptr, 0, error);
 }
 
+CallId CallManager::originate(const std::string& uri, const std::string& line, std::unique_ptr<CallHandler> handler,
+                              std::string* uid, std::string* error) {
+    return originate_call(uri, line, std::move(handler), 0, error, uid);
+}
+
 CallId CallManager::originate_call(const std::string& uri, const std::string& line,
-                                   std::unique_ptr<CallHandler> handler, CallId bridge_of, std::string* error) {
+                                   std::unique_ptr<CallHandler> handler, CallId bridge_of, std::string* error,
+                                   std::string* uid_out) {
     if (uri.rfind("sip:", 0) != 0 && uri.rfind("sips:", 0) != 0) {
         if (error) *error = "expected a sip: URI, got \"" + uri + "\"";
         return 0;
@@ -441,10 +485,12 @@ CallId CallManager::originate_call(const std::string& uri, const std::string& li
     auto sockets = ports_.acquire(error);
     if (!sockets) return 0;
     CallId id = next_call_id_++;
+    const auto started = std::chrono::system_clock::now();
+    if (uid_out) *uid_out = make_uid(started, id);
     // The dialog id comes from the SIP stack; the rest happens on the control thread.
     auto shared_sockets = std::make_shared<std::unique_ptr<media::RtpSockets>>(std::move(sockets));
     auto shared_handler = std::make_shared<std::unique_ptr<CallHandler>>(std::move(handler));
-    post([this, id, uri, line, shared_sockets, shared_handler, bridge_of] {
+    post([this, id, uri, line, shared_sockets, shared_handler, bridge_of, started] {
         std::string host = uri.substr(uri.find(':') + 1);
         if (auto at = host.find('@'); at != std::string::npos) host = host.substr(at + 1);
         host = host.substr(0, host.find_first_of(":;>"));
@@ -458,11 +504,12 @@ CallId CallManager::originate_call(const std::string& uri, const std::string& li
         info.remote_uri = uri;
         info.line = line;
         info.bridge_of = bridge_of;
-        info.started = std::chrono::system_clock::now();
+        info.started = started;
         info.dialog = sip_->invite(uri, offer, line);
         auto call = make_call(info, std::move(*shared_sockets), std::move(*shared_handler));
-        PLOG_INFO("event=call_outgoing call={} to={} line={} local_port={}", id, uri, line.empty() ? "-" : line,
-                  call->local_port());
+        PLOG_INFO("event=call_outgoing call={} uid={} to={} line={} local_port={}", id, call->info().uid, uri,
+                  line.empty() ? "-" : line, call->local_port());
+        if (observer_ && !bridge_of) observer_->on_call_started(call->info());
         calls_.emplace(id, std::move(call));
         dialog_to_call_[info.dialog] = id;
         pending_[id] = std::move(pending);

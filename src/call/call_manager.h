@@ -31,6 +31,10 @@
 #include "sdp/sdp.h"
 #include "sip/sip_stack.h"
 
+namespace parley::media {
+class Recorder;
+}
+
 namespace parley::call {
 
 struct CallSummary {
@@ -40,11 +44,16 @@ struct CallSummary {
     media::MediaStats media;
 };
 
+// "<start epoch ms>-<id>": CallInfo::uid.
+std::string make_uid(std::chrono::system_clock::time_point started, CallId id);
+
 class CallObserver {
 public:
     virtual ~CallObserver() = default;
+    virtual void on_call_started(const CallInfo& info) { (void)info; }   // ringing (control thread)
     virtual void on_call_answered(const CallInfo& info) { (void)info; }
     virtual void on_call_ended(const CallSummary& summary) = 0;  // control thread
+    virtual void on_line_state(const sip::LineStatus& status) { (void)status; }  // control thread
 };
 
 class CallManager final : public sip::SipEvents, public CallRequests {
@@ -52,11 +61,18 @@ public:
     CallManager(const Config& config, HandlerFactory& handlers, CallObserver* observer = nullptr);
     ~CallManager() override;  // stop()
 
+    // Before attach(): record calls (see make_call) with this Recorder (not owned; it must outlive this
+    // manager). nullptr (the default) = no recordings.
+    void set_recorder(media::Recorder* recorder) { recorder_ = recorder; }
+
     // Starts the control thread; events queued before this are processed now.
     void attach(sip::SipStack& sip);
 
     // Places an outgoing call (the configured handler runs once it is answered). 0 and *error on failure.
     CallId originate(const std::string& uri, const std::string& line, std::string* error);
+    // The same with this call's own handler (nullptr: the configured one); *uid gets the call's uid.
+    CallId originate(const std::string& uri, const std::string& line, std::unique_ptr<CallHandler> handler,
+                     std::string* uid, std::string* error);
     void request_hangup(CallId id, const std::string& reason) override;
     void request_transfer(CallId id, const std::string& target) override;
     void hangup_all(const std::string& reason);
@@ -96,7 +112,7 @@ private:
     void do_hangup(CallId id, const std::string& reason);
     void on_max_duration(CallId id);
     CallId originate_call(const std::string& uri, const std::string& line, std::unique_ptr<CallHandler> handler,
-                          CallId bridge_of, std::string* error);
+                          CallId bridge_of, std::string* error, std::string* uid = nullptr);
     // transfer (control thread)
     void start_transfer(CallId id, const std::string& target);
     void handle_refer_result(sip::DialogId dialog, int status, const std::string& phrase);
@@ -116,6 +132,7 @@ private:
     Config config_;
     HandlerFactory& handlers_;
     CallObserver* observer_;
+    media::Recorder* recorder_ = nullptr;
     media::PortPool ports_;
     sip::SipStack* sip_ = nullptr;
 

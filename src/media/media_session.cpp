@@ -131,6 +131,7 @@ struct MediaSession::Worker {
     uint32_t rx_ssrc = 0;
     std::vector<int16_t> decoded = std::vector<int16_t>(2048);  // scratch, codec rate (60 ms of G.722 fits)
     std::vector<int16_t> fifo16;    // 16 kHz samples waiting to be framed
+    std::vector<int16_t> sent_fifo;  // tap only: what was sent (codec rate), waiting for its frame tick
     std::vector<uint8_t> payload;
     Clock::time_point last_rx;
     bool timed_out = false;
@@ -159,6 +160,7 @@ struct MediaSession::Worker {
                                ? nullptr
                                : std::make_unique<Resampler>(s.playout_->codec_rate(), info->sample_rate);
             have_ssrc = false;
+            sent_fifo.clear();  // another rate
         }
         if (!make_addr(p.remote_address, p.remote_port, remote, remote_len)) return false;
         uint16_t rtcp_port = p.remote_rtcp_port ? p.remote_rtcp_port : static_cast<uint16_t>(p.remote_port + 1);
@@ -311,6 +313,27 @@ struct MediaSession::Worker {
             s.stats_.packets_late = jitter->stats().late;
         }
         s.sink_.on_audio(frame);
+        if (s.tap_) {
+            // The packet(s) of this tick went out just before (packet ticks run first at equal due times), so
+            // the front of sent_fifo is what the caller hears during this frame.
+            const auto n = static_cast<size_t>(info->sample_rate * kFrameMs / 1000);
+            std::array<int16_t, 960> sent{};  // 20 ms up to 48 kHz
+            const size_t take = std::min({n, sent_fifo.size(), sent.size()});
+            std::copy_n(sent_fifo.begin(), take, sent.begin());
+            sent_fifo.erase(sent_fifo.begin(), sent_fifo.begin() + static_cast<std::ptrdiff_t>(take));
+            s.tap_->on_tick(frame, std::span<const int16_t>(sent.data(), std::min(n, sent.size())), info->sample_rate);
+        }
+    }
+
+    // Tap only: `pcm` (codec rate) is what this packet tick sent; nullptr = silence of `samples`.
+    void tap_sent(const int16_t* pcm, size_t samples) {
+        if (!s.tap_) return;
+        if (pcm) sent_fifo.insert(sent_fifo.end(), pcm, pcm + samples);
+        else sent_fifo.insert(sent_fifo.end(), samples, 0);
+        // Bounded: after a stall of the frame clock keep at most 120 ms (the newest).
+        const auto cap = static_cast<size_t>(info->sample_rate * 120 / 1000);
+        if (sent_fifo.size() > cap)
+            sent_fifo.erase(sent_fifo.begin(), sent_fifo.end() - static_cast<std::ptrdiff_t>(cap));
     }
 
     void send_packet(int fd, std::span<const uint8_t> body, int pt, bool marker, uint32_t timestamp) {
@@ -357,6 +380,7 @@ struct MediaSession::Worker {
                     send_packet(fd, std::span<const uint8_t>(ev_buf.data(), n), p.telephone_event_pt, pkt->marker,
                                 dtmf_ts);
                 }
+                tap_sent(nullptr, samples);  // a digit: the recording keeps the audio channel silent
                 ts += ts_step;
                 return;
             }
@@ -381,6 +405,9 @@ struct MediaSession::Worker {
             size_t n = encoder->encode(std::span<const int16_t>(pcm.data(), want), enc);
             send_packet(fd, std::span<const uint8_t>(enc.data(), n), p.payload_type, first_packet, ts);
             first_packet = false;
+            tap_sent(pcm.data(), want);
+        } else {
+            tap_sent(nullptr, want);  // not sending: the caller hears nothing from us
         }
         ts += ts_step;
     }

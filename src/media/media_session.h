@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -65,6 +66,16 @@ struct MediaStats {
     uint32_t ssrc = 0;
 };
 
+// A copy of both directions, tick by tick (call recording). Called on the media thread right after the sink's
+// on_audio; must not block (copy and return). `received16k` is the caller's frame of this 20 ms tick (silence
+// when nothing arrived); `sent` is what was sent to the caller in the same 20 ms, at the codec rate `sent_rate`
+// (20 ms worth: zeros for silence, RFC 4733 digits, or while we do not send).
+class MediaTap {
+public:
+    virtual ~MediaTap() = default;
+    virtual void on_tick(const AudioFrame& received16k, std::span<const int16_t> sent, int sent_rate) = 0;
+};
+
 class MediaSession {
 public:
     MediaSession(std::unique_ptr<RtpSockets> sockets, MediaSessionOptions options, MediaSink& sink);
@@ -78,6 +89,8 @@ public:
     void update(const StreamParams& params);
     // Stops and joins the media thread (idempotent). The sink is not called after this returns.
     void stop();
+    // Before start(): every tick also goes to `tap` (not owned; must outlive the media thread). nullptr = none.
+    void set_tap(MediaTap* tap) { tap_ = tap; }
 
     uint16_t local_port() const { return sockets_->rtp_port(); }
     // Valid after start(); rate = the codec's sample rate at start.
@@ -92,6 +105,7 @@ private:
     std::unique_ptr<RtpSockets> sockets_;
     MediaSessionOptions options_;
     MediaSink& sink_;
+    MediaTap* tap_ = nullptr;  // set before start(); read by the media thread only
     std::unique_ptr<Playout> playout_;
     int wake_fd_ = -1;
     std::atomic<bool> running_{false};
