@@ -249,10 +249,10 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
 
     Config cfg;
     cfg.source = path;
-    static const std::set<std::string> kSections = {"sip", "media", "call", "line", "log", "stt", "llm", "tts", "agent", "store"};
+    static const std::set<std::string> kSections = {"sip", "media", "call", "line", "log", "stt", "llm", "tts", "agent", "store", "recording", "http"};
     for (auto& [k, v] : root) {
         if (!kSections.count(std::string(k.str())))
-            return fail(fmt::format("{}: unknown section (expected one of sip, media, call, line, stt, llm, tts, agent, store, log)", k.str()));
+            return fail(fmt::format("{}: unknown section (expected one of sip, media, call, line, stt, llm, tts, agent, store, recording, http, log)", k.str()));
         if (k.str() != "line" && !v.is_table()) return fail(fmt::format("{}: expected a [{}] table", k.str(), k.str()));
     }
 
@@ -427,6 +427,35 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         r.reject_unknown();
         if (!r.ok()) return fail(error);
     }
+    {
+        TableReader r(root["recording"].as_table(), "recording.", from_cli, error);
+        r.str("dir", cfg.recording.dir);
+        r.boolean("without_line", cfg.recording.without_line);
+        r.integer("max_age_days", cfg.recording.max_age_days, 0, 36500);
+        r.integer("max_total_mb", cfg.recording.max_total_mb, 0, 100000000);
+        r.reject_unknown();
+        if (!r.ok()) return fail(error);
+        if (cfg.recording.dir.empty()) return fail("recording.dir: must not be empty");
+    }
+    {
+        TableReader r(root["http"].as_table(), "http.", from_cli, error);
+        std::string listen = cfg.http.listen_host + ":" + std::to_string(cfg.http.listen_port);
+        r.str("listen", listen);
+        r.str("token", cfg.http.token);
+        r.str("token_file", cfg.http.token_file);
+        r.str("overrides_file", cfg.http.overrides_file);
+        r.reject_unknown();
+        if (!r.ok()) return fail(error);
+        if (listen.empty() || listen == "off") {
+            cfg.http.enabled = false;
+        } else if (!split_host_port(listen, cfg.http.listen_host, cfg.http.listen_port)) {
+            return fail(fmt::format("http.listen: expected \"host:port\" or \"off\", got \"{}\"", listen));
+        }
+        if (!cfg.http.token.empty() && cfg.http.token.size() < 16)
+            return fail("http.token: expected at least 16 characters (or empty: generated into http.token_file)");
+        if (cfg.http.token.empty() && cfg.http.token_file.empty())
+            return fail("http.token_file: required when http.token is empty");
+    }
     if (auto* node = root.get("line")) {
         auto* arr = node->as_array();
         if (!arr) return fail("line: expected [[line]] tables");
@@ -445,6 +474,7 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
             r.str("transport", line.transport);
             r.integer("expires", line.expires, 10, 86400);
             r.str("display_name", line.display_name);
+            r.boolean("record", line.record);
             r.reject_unknown();
             if (!r.ok()) return fail(error);
             if (line.name.empty()) line.name = fmt::format("line{}", i);
@@ -545,6 +575,18 @@ dtmf_timeout_ms = 1500            # digits are sent as one "[keypad 1 2]" after 
 [store]
 path = ""                         # SQLite file for calls, turns, events ("" = store nothing)
 
+[recording]                       # stereo WAV per call: caller left, Parley right, 16 kHz
+dir = "var/recordings"
+without_line = false              # record calls not on a [[line]] (each line has its own record = ...)
+max_age_days = 30                 # delete older recordings (0 = keep)
+max_total_mb = 2048               # delete the oldest beyond this (0 = no limit)
+
+[http]                            # REST API, live events, /metrics, /healthz, /readyz, dashboard
+listen = "127.0.0.1:8088"         # "off" = no HTTP server
+token = ""                        # bearer token for /api; "" = generated once into token_file and printed
+token_file = "var/http-token"     # mode 0600; the CLI (parley calls, show, call, hangup) reads it
+overrides_file = "var/api-config.json"   # settings changed with PUT /api/config (applied over this file)
+
 [log]
 level = "info"                   # trace | debug | info | warn | error
 
@@ -559,6 +601,7 @@ level = "info"                   # trace | debug | info | warn | error
 # transport = "udp"                   # udp | tcp
 # expires = 3600
 # display_name = ""
+# record = false                      # recordings of this line's calls ([recording])
 )";
 }
 

@@ -49,6 +49,7 @@ struct LineConfig {
     std::string transport = "udp";  // udp | tcp
     int expires = 3600;             // seconds
     std::string display_name;
+    bool record = false;            // stereo WAV of every call on this line ([recording])
 };
 
 // Speech and language engines. engine = "embedded" (in-process whisper.cpp / llama.cpp / espeak-ng) or
@@ -127,6 +128,25 @@ struct StoreConfig {
     std::string path;               // e.g. "var/parley.db" (config/parley.toml sets it); directories are created
 };
 
+// Call recordings: one stereo WAV per call (caller left, Parley right, 16 kHz), written as the call goes.
+// Which calls: [[line]] record = true for a line's calls, without_line for calls sent to Parley directly.
+struct RecordingConfig {
+    std::string dir = "var/recordings";  // created when needed
+    bool without_line = false;       // record calls that came to (or left from) no [[line]]
+    int max_age_days = 30;           // older recordings are deleted (0 = keep forever)
+    int max_total_mb = 2048;         // oldest deleted first beyond this (0 = no limit)
+};
+
+// The HTTP server: REST API, server-sent events, /metrics, /healthz, /readyz and the dashboard.
+struct HttpConfig {
+    std::string listen_host = "127.0.0.1";  // from listen = "host:port"; "" listen = off
+    uint16_t listen_port = 8088;    // 0: any free port (logged)
+    bool enabled = true;
+    std::string token;              // bearer token for /api; empty = generated once into token_file
+    std::string token_file = "var/http-token";   // 0600; read by the CLI (parley calls ...)
+    std::string overrides_file = "var/api-config.json";  // settings changed with PUT /api/config
+};
+
 struct LogConfig {
     std::string level = "info";     // trace | debug | info | warn | error
 };
@@ -142,6 +162,8 @@ struct Config {
     TtsConfig tts;
     AgentConfig agent;
     StoreConfig store;
+    RecordingConfig recording;
+    HttpConfig http;
     LogConfig log;
 };
 
