@@ -1001,12 +1001,15 @@ class Factory final : public ConversationFactory {
 public:
     Factory(Engines engines, TurnObserver* observer) : engines_(std::move(engines)), observer_(observer) {}
 
-    bool reconfigure(const Config& config, std::string* error) override {
+    bool reconfigure(const Config& config, std::string* error, const Engines* engines) override {
         auto s = std::make_shared<Shared>();
         s->config = config;
-        s->engines = engines_;
+        {
+            std::lock_guard lk(mu_);
+            s->engines = engines ? *engines : engines_;
+        }
         s->observer = observer_;
-        auto& tts = *engines_.tts;
+        auto& tts = *s->engines.tts;
         if (!(s->greeting = synthesize_clip(tts, config.agent.greeting, error))) return false;
         if (!(s->goodbye = synthesize_clip(tts, config.agent.goodbye, error))) return false;
         if (!(s->silence_prompt = synthesize_clip(tts, config.agent.silence_prompt, error))) return false;
@@ -1018,8 +1021,25 @@ public:
         if (!stt::create_vad(config.stt.vad_model, error)) return false;
         if (config.agent.echo_canceller && !EchoCanceller::create(error)) return false;
         std::lock_guard lk(mu_);
+        engines_ = s->engines;
         shared_ = std::move(s);
         return true;
+    }
+
+    std::unique_ptr<call::CallHandler> create_with_greeting(const std::string& first_message,
+                                                            std::string* error) override {
+        std::shared_ptr<const Shared> base;
+        {
+            std::lock_guard lk(mu_);
+            base = shared_;
+        }
+        auto s = std::make_shared<Shared>(*base);
+        if (!(s->greeting = synthesize_clip(*s->engines.tts, first_message, error))) return nullptr;
+        s->config.agent.greeting = first_message;
+        auto h = std::make_unique<ConversationHandler>(std::move(s));
+        std::string err;
+        h->init(&err);  // on failure the handler hangs up at start, with the error logged
+        return h;
     }
 
     std::unique_ptr<call::CallHandler> create() override {
@@ -1067,7 +1087,7 @@ std::unique_ptr<ConversationFactory> make_conversation_factory(const Config& con
         return nullptr;
     }
     auto f = std::make_unique<Factory>(std::move(engines), observer);
-    if (!f->reconfigure(config, error)) return nullptr;
+    if (!f->reconfigure(config, error, nullptr)) return nullptr;
     return f;
 }
 

@@ -76,8 +76,14 @@ public:
 // Greeting, goodbye and silence prompt are synthesized once here; reconfigure() does it again.
 class ConversationFactory : public call::HandlerFactory {
 public:
-    // Applies a new [agent]/[llm] system prompt config for calls that start after it returns.
-    virtual bool reconfigure(const Config& config, std::string* error) = 0;
+    // Applies a new config for calls that start after it returns; calls in progress keep theirs. `engines`
+    // (optional) replaces the engines too (the caller made them from the new [stt]/[llm]/[tts]); calls in
+    // progress keep the old ones alive until they end.
+    virtual bool reconfigure(const Config& config, std::string* error, const Engines* engines = nullptr) = 0;
+    // A handler that says `first_message` instead of the greeting when the call is answered (an outbound call
+    // placed with POST /api/calls). nullptr and *error when it cannot be synthesized.
+    virtual std::unique_ptr<call::CallHandler> create_with_greeting(const std::string& first_message,
+                                                                    std::string* error) = 0;
 };
 
 std::unique_ptr<ConversationFactory> make_conversation_factory(const Config& config, Engines engines,

@@ -167,6 +167,7 @@ Outcome attempt_once(const HttpRequest& req, const BodyCallback& on_body, const 
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req.body.data());
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
     }
+    if (!req.method.empty()) curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req.method.c_str());
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 
     curl_multi_add_handle(multi, easy);

@@ -44,6 +44,7 @@ struct HttpRequest {
     std::string content_type = "application/json";
     std::vector<MultipartPart> multipart;      // not empty: multipart/form-data POST
     bool get = false;                          // GET instead of POST (health checks)
+    std::string method;                        // other than GET/POST, e.g. "DELETE" or "PUT" (body as POST)
     std::string bearer_token;                  // "Authorization: Bearer ..." when not empty
     std::vector<std::string> headers;          // extra "Name: value" lines
     int connect_timeout_ms = 2000;
