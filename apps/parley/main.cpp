@@ -1,7 +1,8 @@
 // parley — the Parley telephone agent.
 //
 //   parley run  --config parley.toml [--set section.key=value ...]   answer (and place) calls until SIGTERM
-//   parley call URI --config parley.toml [--set ...]                  place one call, exit when it ends
+//   parley calls | show ID | call URI | hangup ID  [--config ...]     the running Parley, through its HTTP API
+//   parley dial URI --config parley.toml [--set ...]                  place one call in this process, exit when it ends
 //   parley config                                                     print a config file with every default
 #include <CLI/CLI.hpp>
 
@@ -14,12 +15,28 @@
 #include <iostream>
 #include <mutex>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+
 #include "agent/conversation.h"
 #include "call/call_manager.h"
+#include "cli.h"
 #include "common/config.h"
+#include "common/config_json.h"
 #include "common/log.h"
+#include "engine_gauges.h"
+#include "media/recording.h"
+#include "metrics/metrics.h"
+#include "ops.h"
 #include "sip/sip_stack.h"
 #include "store/store.h"
+#include "web/server.h"
 
 namespace {
 
@@ -82,103 +99,128 @@ private:
     call::CallSummary last_;
 };
 
-// Writes calls and turns to the store (SQLite) as they happen. Every method only enqueues: the store has
-// its own thread, so neither the control thread nor a call's turn thread ever waits for the disk.
-class StoreSink final : public call::CallObserver, public agent::TurnObserver {
-public:
-    // `next`: another observer (parley call's watcher) told after the store.
-    StoreSink(store::Store& db, std::string handler, call::CallObserver* next)
-        : db_(db), handler_(std::move(handler)), next_(next) {}
-
-    void on_call_answered(const call::CallInfo& info) override {
-        start(info, true);
-        if (next_) next_->on_call_answered(info);
-    }
-
-    void on_call_ended(const call::CallSummary& s) override {
-        std::string uid = start(s.info, false);
-        db_.call_ended(uid, store::to_epoch_ms(s.info.ended), s.info.end_reason);
-        {
-            std::lock_guard lk(mu_);
-            uids_.erase(s.info.id);
-        }
-        if (next_) next_->on_call_ended(s);
-    }
-
-    void on_turn(const agent::TurnRecord& t) override {
-        std::string uid;
-        {
-            std::lock_guard lk(mu_);
-            auto it = uids_.find(t.call);
-            if (it == uids_.end()) return;
-            uid = it->second;
-        }
-        store::TurnRow r;
-        r.idx = t.index;
-        r.trigger = t.trigger;
-        r.user_text = t.user_text;
-        r.reply_text = t.reply_text;
-        r.interrupted = t.interrupted;
-        r.early_end = t.early_end;
-        r.tools = t.tools;
-        r.eot_ms = t.timing.eot_wait_ms;
-        r.stt_final_ms = t.timing.stt_final_ms;
-        r.stt_compute_ms = t.timing.stt_compute_ms;
-        r.llm_first_token_ms = t.timing.llm_first_token_ms;
-        r.first_sentence_ms = t.timing.first_sentence_ms;
-        r.tts_first_audio_ms = t.timing.tts_first_audio_ms;
-        r.first_rtp_ms = t.timing.first_rtp_ms;
-        r.overhead_ms = t.timing.overhead_ms;
-        r.speech_end_at = store::to_epoch_ms(t.speech_end);
-        db_.turn(uid, std::move(r));
-        for (auto& tool : t.tools) db_.event(uid, "tool_call", tool);
-    }
-
-private:
-    // The call's uid (one id for SIP, media, store and logs: "<start epoch ms>-<call id>"), inserting the
-    // call row the first time it is seen.
-    std::string start(const call::CallInfo& info, bool answered) {
-        const auto started = store::to_epoch_ms(info.started);
-        std::string uid = std::to_string(started) + "-" + std::to_string(info.id);
-        {
-            std::lock_guard lk(mu_);
-            if (!uids_.emplace(info.id, uid).second) return uid;
-        }
-        store::CallRow row;
-        row.uid = uid;
-        row.direction = info.outgoing ? "outbound" : "inbound";
-        row.from_uri = info.from;
-        row.to_uri = info.to;
-        row.sip_call_id = info.sip_call_id;
-        row.line = info.line;
-        row.handler = handler_;
-        row.started_at = started;
-        db_.call_started(std::move(row));
-        if (answered) db_.call_answered(uid, store::to_epoch_ms(info.answered));
-        PLOG_INFO("event=call_stored call={} uid={}", info.id, uid);
-        return uid;
-    }
-
-    store::Store& db_;
-    std::string handler_;
-    call::CallObserver* next_;
-    std::mutex mu_;
-    std::unordered_map<call::CallId, std::string> uids_;
-};
-
 bool is_test_model(const std::string& path) { return path.find("tiny-random") != std::string::npos; }
 
+// The overrides written by PUT /api/config ([http] overrides_file): a JSON patch applied over the config file.
+nlohmann::json read_overrides(const std::string& path, std::string* error) {
+    if (path.empty() || !std::filesystem::exists(path)) return nlohmann::json::object();
+    std::ifstream in(path);
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+        *error = path + ": not a JSON object (written by PUT /api/config; fix or delete it)";
+        return nullptr;
+    }
+    return j;
+}
+
+bool write_private_file(const std::string& path, const std::string& text, std::string* error) {
+    std::error_code ec;
+    auto dir = std::filesystem::path(path).parent_path();
+    if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+    const std::string tmp = path + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        *error = tmp + ": " + std::strerror(errno);
+        return false;
+    }
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+        *error = path + ": " + std::strerror(errno);
+        return false;
+    }
+    return true;
+}
+
+// The config file + --set + the API's overrides file. `base_out` (optional): without the overrides.
+std::optional<Config> load_full(const std::string& path, const std::vector<std::string>& sets,
+                                const nlohmann::json* extra_patch, Config* base_out, nlohmann::json* merged_out,
+                                std::string* error) {
+    auto base = load_config(path, sets, error);
+    if (!base) return std::nullopt;
+    auto patch = read_overrides(base->http.overrides_file, error);
+    if (patch.is_null()) return std::nullopt;
+    if (extra_patch) merge_patch(patch, *extra_patch);
+    auto overrides = patch_to_overrides(patch, *base, error);
+    if (!overrides) return std::nullopt;
+    auto all = sets;
+    all.insert(all.end(), overrides->begin(), overrides->end());
+    auto cfg = load_config(path, all, error);
+    if (!cfg) return std::nullopt;
+    if (base_out) *base_out = *base;
+    if (merged_out) *merged_out = patch;
+    return cfg;
+}
+
+// [http] token, or the one in token_file, or a new one written there (0600) and printed once.
+std::string http_token(const HttpConfig& http, std::string* error) {
+    if (!http.token.empty()) return http.token;
+    {
+        std::ifstream in(http.token_file);
+        std::string t;
+        if (in && std::getline(in, t) && t.size() >= 16) return t;
+    }
+    std::random_device rd;
+    std::string t;
+    static const char* hex = "0123456789abcdef";
+    for (int i = 0; i < 32; ++i) {
+        unsigned b = rd() & 0xff;
+        t.push_back(hex[b >> 4]);
+        t.push_back(hex[b & 15]);
+    }
+    if (!write_private_file(http.token_file, t + "\n", error)) return "";
+    std::fprintf(stderr,
+                 "\n  HTTP API token (shown once; saved to %s, mode 0600):\n\n      %s\n\n"
+                 "  The dashboard asks for it; the CLI (parley calls, show, call, hangup) reads the file.\n\n",
+                 http.token_file.c_str(), t.c_str());
+    PLOG_INFO("event=http_token_generated file={}", http.token_file);
+    return t;
+}
+
+struct Runtime;
+
+// What the HTTP API asks of the running Parley.
+class ApiControl final : public web::Control {
+public:
+    explicit ApiControl(Runtime& rt) : rt_(rt) {}
+    std::vector<web::LiveCall> live_calls() override;
+    std::string originate(const std::string& to, const std::string& line, const std::string& first_message,
+                          std::string* error) override;
+    bool hangup(const std::string& uid) override;
+    nlohmann::json config() override;
+    std::optional<nlohmann::json> update_config(const nlohmann::json& patch, std::string* error) override;
+    web::Readiness readiness() override;
+
+private:
+    Runtime& rt_;
+};
+
 struct Runtime {
+    std::string config_path;
+    std::vector<std::string> sets;
+    std::mutex config_mu;  // config (read by the API, replaced by reloads); reloads run one at a time
+    std::mutex reload_mu;
     Config config;
     agent::Engines engines;
+    std::shared_ptr<app::EngineDepths> depths = std::make_shared<app::EngineDepths>();
+    metrics::Registry registry;
     std::unique_ptr<store::Store> db;
-    std::unique_ptr<StoreSink> store_sink;  // calls and turns to the store; without a store, turns are logged only
+    std::unique_ptr<app::Ops> ops;
+    std::unique_ptr<media::Recorder> recorder;
     agent::ConversationFactory* conversation = nullptr;
     std::unique_ptr<call::HandlerFactory> handlers;
     std::unique_ptr<call::CallManager> calls;
     std::unique_ptr<sip::SipStack> sip;
+    std::unique_ptr<ApiControl> control;
+    std::unique_ptr<web::Server> http;
+    std::atomic<bool> models_loaded{false};
 
-    bool start(call::CallObserver* observer) {
+    Config current() {
+        std::lock_guard lk(config_mu);
+        return config;
+    }
+
+    bool start(call::CallObserver* observer, bool serve_http) {
         std::string err;
         if (!config.store.path.empty()) {
             std::error_code ec;
@@ -189,15 +231,27 @@ struct Runtime {
                 PLOG_ERROR("event=startup_failed error=\"store: {}\"", err);
                 return false;
             }
-            store_sink = std::make_unique<StoreSink>(*db, config.call.handler, observer);
-            observer = store_sink.get();
         }
+        app::describe_metrics(registry);
+        ops = std::make_unique<app::Ops>(db.get(), config.call.handler, registry, observer);
+        ops->set_lines(config.lines);
+        registry.add_collector([this](metrics::Registry& r) {
+            r.set("parley_engine_queue_depth", {{"engine", "stt"}}, depths->stt.load());
+            r.set("parley_engine_queue_depth", {{"engine", "llm"}}, depths->llm.load());
+            r.set("parley_engine_queue_depth", {{"engine", "tts"}}, depths->tts.load());
+            if (db) {
+                const double dropped = static_cast<double>(db->dropped());
+                const double have = r.value("parley_store_dropped_total");
+                if (dropped > have) r.add("parley_store_dropped_total", {}, dropped - have);
+            }
+        });
+        recorder = std::make_unique<media::Recorder>(config.recording);
         if (config.call.handler == "conversation") {
-            if (!start_engines(&err)) {
+            if (!start_engines(config, engines, &err)) {
                 PLOG_ERROR("event=startup_failed error=\"{}\"", err);
                 return false;
             }
-            auto f = agent::make_conversation_factory(config, engines, store_sink.get(), &err);
+            auto f = agent::make_conversation_factory(config, engines, ops.get(), &err);
             conversation = f.get();
             handlers = std::move(f);
         } else {
@@ -207,7 +261,9 @@ struct Runtime {
             PLOG_ERROR("event=startup_failed error=\"{}\"", err);
             return false;
         }
-        calls = std::make_unique<call::CallManager>(config, *handlers, observer);
+        models_loaded = true;
+        calls = std::make_unique<call::CallManager>(config, *handlers, ops.get());
+        calls->set_recorder(recorder.get());
         sip::SipStackOptions so;
         so.listen_host = config.sip.listen_host;
         so.listen_port = config.sip.listen_port;
@@ -219,12 +275,32 @@ struct Runtime {
             return false;
         }
         calls->attach(*sip);
+        if (serve_http && config.http.enabled) {
+            std::string token = http_token(config.http, &err);
+            if (token.empty()) {
+                PLOG_ERROR("event=startup_failed error=\"http token: {}\"", err);
+                return false;
+            }
+            web::ServerOptions wo;
+            wo.host = config.http.listen_host;
+            wo.port = config.http.listen_port;
+            wo.token = token;
+            control = std::make_unique<ApiControl>(*this);
+            http = web::Server::start(wo, *control, db.get(), registry, &err);
+            if (!http) {
+                PLOG_ERROR("event=startup_failed error=\"http: {}\"", err);
+                return false;
+            }
+            ops->set_server(http.get());
+            PLOG_INFO("event=http_ready url=http://{}:{}/ api=http://{}:{}/api", wo.host, http->port(), wo.host,
+                      http->port());
+        }
         return true;
     }
 
-    bool start_engines(std::string* err) {
-        const bool test_models = (config.stt.engine == "embedded" && is_test_model(config.stt.model)) ||
-                                 (config.llm.engine == "embedded" && is_test_model(config.llm.model));
+    bool start_engines(const Config& cfg, agent::Engines& out, std::string* err) {
+        const bool test_models = (cfg.stt.engine == "embedded" && is_test_model(cfg.stt.model)) ||
+                                 (cfg.llm.engine == "embedded" && is_test_model(cfg.llm.model));
         if (test_models) {
             PLOG_WARN("event=test_models_in_use");
             PLOG_WARN("*****************************************************************************");
@@ -233,41 +309,80 @@ struct Runtime {
             PLOG_WARN("*  agent run scripts/fetch-models and set [stt] model and [llm] model.       *");
             PLOG_WARN("*****************************************************************************");
         }
-        auto stt = stt::create(config.stt, err);
+        auto stt = stt::create(cfg.stt, err);
         if (!stt) return false;
-        auto llm = llm::create(config.llm, err, agent::tools_for(config.agent));
+        auto llm = llm::create(cfg.llm, err, agent::tools_for(cfg.agent));
         if (!llm) return false;
-        auto tts = tts::create(config.tts, err);
+        auto tts = tts::create(cfg.tts, err);
         if (!tts) return false;
         PLOG_INFO("event=engines_ready stt=\"{}\" llm=\"{}\" tts=\"{}\"", stt->describe(), llm->describe(),
                   tts->describe());
-        engines = {std::move(stt), std::move(llm), std::move(tts)};
+        out = {std::make_shared<app::CountingStt>(std::move(stt), depths),
+               std::make_shared<app::CountingLlm>(std::move(llm), depths),
+               std::make_shared<app::CountingTts>(std::move(tts), depths)};
         return true;
     }
 
-    // SIGHUP: new calls use the re-read [agent] section (greeting, prompts, turn-taking, DTMF actions).
-    // Engines, SIP and media settings need a restart.
-    void reload(const std::string& path, const std::vector<std::string>& sets) {
+    // Applies a new configuration to new calls (SIGHUP, PUT /api/config): [agent], and the engines whose
+    // section changed (re-created; calls in progress keep the old ones until they end). SIP, lines, media,
+    // call limits, recordings and HTTP need a restart. false and *error: nothing changed.
+    bool apply(const Config& cfg, std::string* error) {
+        Config old = current();
+        if (conversation) {
+            nlohmann::json jo = config_to_json(old), jn = config_to_json(cfg);
+            agent::Engines next = engines;
+            bool changed_engines = false;
+            // config_to_json has no secrets: a changed api_key alone must count as a change too.
+            if (old.stt.remote.api_key != cfg.stt.remote.api_key) jn["stt"]["api_key_changed"] = true;
+            if (old.llm.remote.api_key != cfg.llm.remote.api_key) jn["llm"]["api_key_changed"] = true;
+            if (old.tts.remote.api_key != cfg.tts.remote.api_key) jn["tts"]["api_key_changed"] = true;
+            if (jo["stt"] != jn["stt"] || jo["llm"] != jn["llm"] || jo["tts"] != jn["tts"] ||
+                jo["agent"]["tools"] != jn["agent"]["tools"] || jo["agent"]["transfer_target"] != jn["agent"]["transfer_target"]) {
+                // Only the engines whose section changed are re-created (the LLM also when the tools change).
+                agent::Engines fresh;
+                if (!start_engines(cfg, fresh, error)) return false;
+                if (jo["stt"] != jn["stt"]) next.stt = fresh.stt;
+                if (jo["llm"] != jn["llm"] || jo["agent"]["tools"] != jn["agent"]["tools"] ||
+                    jo["agent"]["transfer_target"] != jn["agent"]["transfer_target"])
+                    next.llm = fresh.llm;
+                if (jo["tts"] != jn["tts"]) next.tts = fresh.tts;
+                changed_engines = true;
+            }
+            if (!conversation->reconfigure(cfg, error, changed_engines ? &next : nullptr)) return false;
+            engines = next;
+        }
+        std::lock_guard lk(config_mu);
+        // Only what took effect is kept: the rest shows in GET /api/config once Parley restarts.
+        config.agent = cfg.agent;
+        if (conversation) {
+            config.stt = cfg.stt;
+            config.llm = cfg.llm;
+            config.tts = cfg.tts;
+        }
+        return true;
+    }
+
+    // SIGHUP: re-read the config file and the API's overrides.
+    void reload() {
+        std::lock_guard rl(reload_mu);
         std::string err;
-        auto cfg = load_config(path, sets, &err);
+        auto cfg = load_full(config_path, sets, nullptr, nullptr, nullptr, &err);
         if (!cfg) {
             PLOG_ERROR("event=reload_failed error=\"{}\"", err);
             return;
         }
-        if (!conversation) {
-            PLOG_INFO("event=reload action=ignored reason=\"only the conversation handler reloads\"");
-            return;
-        }
-        if (!conversation->reconfigure(*cfg, &err)) {
+        if (!apply(*cfg, &err)) {
             PLOG_ERROR("event=reload_failed error=\"{}\"", err);
             return;
         }
-        config.agent = cfg->agent;
-        PLOG_INFO("event=reloaded section=agent greeting=\"{}\"", cfg->agent.greeting);
+        PLOG_INFO("event=reloaded source=sighup greeting=\"{}\"", cfg->agent.greeting);
+        if (ops) ops->publish("config_changed", {{"source", "sighup"}});
     }
 
     // Hang up calls (bounded), un-register and stop SIP, then free whatever is left.
     void shutdown() {
+        if (http) http->stop();
+        if (ops) ops->set_server(nullptr);
         if (calls && sip) {
             calls->hangup_all("shutdown");
             if (!calls->wait_idle(std::chrono::seconds(5)))
@@ -275,17 +390,115 @@ struct Runtime {
         }
         if (sip) sip->stop();
         if (calls) calls->stop();
+        http.reset();
         sip.reset();
         calls.reset();
         handlers.reset();  // the conversation factory (and its observers' users) before the store
         conversation = nullptr;
+        recorder.reset();  // closes and finalizes every recording
         if (db) db->flush();
     }
 };
 
+std::vector<web::LiveCall> ApiControl::live_calls() { return rt_.ops->live_calls(); }
+
+std::string ApiControl::originate(const std::string& to, const std::string& line, const std::string& first_message,
+                                  std::string* error) {
+    Config cfg = rt_.current();
+    if (!line.empty() && std::none_of(cfg.lines.begin(), cfg.lines.end(), [&](auto& l) { return l.name == line; })) {
+        *error = "400: line: no line named \"" + line + "\"";
+        return "";
+    }
+    if (rt_.calls->active_calls() >= static_cast<size_t>(cfg.call.max_concurrent)) {
+        *error = "503: call limit reached (call.max_concurrent)";
+        return "";
+    }
+    std::unique_ptr<call::CallHandler> handler;
+    if (!first_message.empty()) {
+        if (!rt_.conversation) {
+            *error = "400: first_message: needs call.handler = \"conversation\"";
+            return "";
+        }
+        std::string err;
+        handler = rt_.conversation->create_with_greeting(first_message, &err);
+        if (!handler) {
+            *error = "503: first_message: " + err;
+            return "";
+        }
+    }
+    std::string uid, err;
+    if (!rt_.calls->originate(to, line, std::move(handler), &uid, &err)) {
+        *error = (err.rfind("expected a sip", 0) == 0 ? "400: to: " : "503: ") + err;
+        return "";
+    }
+    PLOG_INFO("event=api_originate uid={} to={} line={}", uid, to, line.empty() ? "-" : line);
+    return uid;
+}
+
+bool ApiControl::hangup(const std::string& uid) {
+    auto id = rt_.ops->live_call_id(uid);
+    if (!id) return false;
+    PLOG_INFO("event=api_hangup call={} uid={}", *id, uid);
+    rt_.calls->request_hangup(*id, "api_hangup");
+    return true;
+}
+
+nlohmann::json ApiControl::config() { return config_to_json(rt_.current()); }
+
+std::optional<nlohmann::json> ApiControl::update_config(const nlohmann::json& patch, std::string* error) {
+    std::lock_guard rl(rt_.reload_mu);
+    std::string err;
+    // Shape and types first (the messages name the key), then the config file's own validation.
+    Config base;
+    nlohmann::json merged;
+    if (!load_full(rt_.config_path, rt_.sets, nullptr, &base, &merged, &err)) {
+        *error = err;
+        return std::nullopt;
+    }
+    if (!patch_to_overrides(patch, base, &err)) {
+        *error = err;
+        return std::nullopt;
+    }
+    nlohmann::json next = merged;
+    merge_patch(next, patch);
+    auto cfg = load_full(rt_.config_path, rt_.sets, &patch, nullptr, nullptr, &err);
+    if (!cfg) {
+        // load_config's messages start with the file name: the API caller wants the key.
+        auto pos = err.find(": ");
+        *error = pos == std::string::npos ? err : err.substr(pos + 2);
+        return std::nullopt;
+    }
+    if (!rt_.apply(*cfg, &err)) {
+        *error = err;
+        return std::nullopt;
+    }
+    if (!write_private_file(rt_.current().http.overrides_file, next.dump(2) + "\n", &err))
+        PLOG_ERROR("event=config_persist_failed error=\"{}\"", err);
+    auto keys = patch_keys(patch);
+    auto restart = restart_keys(keys);
+    nlohmann::json applied = nlohmann::json::array();
+    for (auto& k : keys)
+        if (std::find(restart.begin(), restart.end(), k) == restart.end()) applied.push_back(k);
+    nlohmann::json result = {{"applied", applied}, {"restart_required", restart}};
+    PLOG_INFO("event=reloaded source=api applied={} restart_required={}", applied.dump(),
+              nlohmann::json(restart).dump());
+    rt_.ops->publish("config_changed", result);
+    result["config"] = config();
+    return result;
+}
+
+web::Readiness ApiControl::readiness() {
+    web::Readiness r;
+    r.models_loaded = rt_.models_loaded.load();
+    auto [registered, total] = rt_.ops->lines_registered();
+    r.lines_registered = registered;
+    r.lines_total = total;
+    return r;
+}
+
 bool load(const std::string& path, const std::vector<std::string>& sets, Config& out) {
     std::string err;
-    auto cfg = load_config(path, sets, &err);
+    auto cfg = load_full(path, sets, nullptr, nullptr, nullptr, &err);
     if (!cfg) {
         std::fprintf(stderr, "parley: config error: %s\n", err.c_str());
         return false;
@@ -300,29 +513,40 @@ bool load(const std::string& path, const std::vector<std::string>& sets, Config&
 
 int cmd_run(const std::string& path, const std::vector<std::string>& sets, SignalWaiter& signals) {
     Runtime rt;
+    rt.config_path = path;
+    rt.sets = sets;
     if (!load(path, sets, rt.config)) return 2;
-    if (!rt.start(nullptr)) return 1;
-    PLOG_INFO("event=ready sip={}:{} handler={} rtp_ports={}-{} max_concurrent={} lines={}",
+    if (!rt.start(nullptr, true)) {
+        rt.shutdown();
+        return 1;
+    }
+    PLOG_INFO("event=ready sip={}:{} handler={} rtp_ports={}-{} max_concurrent={} lines={} http={}",
               rt.config.sip.listen_host, rt.config.sip.listen_port, rt.config.call.handler,
               rt.config.media.rtp_port_min, rt.config.media.rtp_port_max, rt.config.call.max_concurrent,
-              rt.config.lines.size());
-    int sig = signals.wait([] { return false; }, std::chrono::hours(24 * 365 * 10),
-                           [&] { rt.reload(path, sets); });
+              rt.config.lines.size(), rt.http ? rt.config.http.listen_host + ":" + std::to_string(rt.http->port()) : "off");
+    int sig = signals.wait([] { return false; }, std::chrono::hours(24 * 365 * 10), [&] { rt.reload(); });
     PLOG_INFO("event=shutdown signal={}", sig);
     rt.shutdown();
     PLOG_INFO("event=stopped");
     return 0;
 }
 
-int cmd_call(const std::string& uri, const std::string& line, int timeout_s, const std::string& path,
+// parley dial: a one-shot caller without the HTTP server (scripts and tests); `parley call` goes through the
+// API of the running Parley.
+int cmd_dial(const std::string& uri, const std::string& line, int timeout_s, const std::string& path,
              std::vector<std::string> sets, SignalWaiter& signals) {
     // A one-shot caller must not collide with a running agent on 5060: unless the config says where to
     // listen, take any free port.
     Runtime rt;
+    rt.config_path = path;
+    rt.sets = sets;
     if (!load(path, sets, rt.config)) return 2;
     if (!rt.config.sip.listen_given) rt.config.sip.listen_port = 0;
     EndWatcher watcher;
-    if (!rt.start(&watcher)) return 1;
+    if (!rt.start(&watcher, false)) {
+        rt.shutdown();
+        return 1;
+    }
     std::string err;
     auto id = rt.calls->originate(uri, line, &err);
     if (!id) {
@@ -356,12 +580,44 @@ int main(int argc, char** argv) {
 
     std::string uri, line;
     int timeout_s = 3600;
-    auto* call = app.add_subcommand("call", "Place one call with the configured handler; exit when it ends");
+    auto* dial = app.add_subcommand("dial", "Place one call in this process (no HTTP server); exit when it ends");
+    dial->add_option("uri", uri, "sip: URI to call")->required();
+    dial->add_option("-c,--config", config_path, "TOML config file")->check(CLI::ExistingFile);
+    dial->add_option("--set", sets, "Override a config key: section.key=value, line.N.key=value");
+    dial->add_option("--line", line, "Name of the [[line]] whose account places the call");
+    dial->add_option("--timeout", timeout_s, "Give up after this many seconds")->check(CLI::Range(1, 86400));
+
+    // The API client commands: they talk to the running Parley's HTTP API.
+    cli::ApiOptions api;
+    auto api_opts = [&](CLI::App* c) {
+        c->add_option("-c,--config", config_path, "Config file of the running Parley (for [http] listen and the token)")
+            ->check(CLI::ExistingFile);
+        c->add_option("--set", sets, "Override a config key: section.key=value");
+        c->add_option("--api", api.base_url, "Base URL of the running Parley, e.g. http://127.0.0.1:8088");
+        c->add_option("--token", api.token, "API token (default: [http] token, or the [http] token_file)");
+        c->add_flag("--json", api.json, "Print the API's JSON instead of a table");
+    };
+    cli::CallsQuery cq;
+    auto* calls = app.add_subcommand("calls", "List calls (newest first) from the running Parley");
+    api_opts(calls);
+    calls->add_option("-n,--limit", cq.limit, "How many")->check(CLI::Range(1, 500));
+    calls->add_option("--offset", cq.offset, "Skip this many")->check(CLI::NonNegativeNumber);
+    calls->add_option("-q,--search", cq.q, "Text in the caller, callee, line or transcript");
+    calls->add_option("--status", cq.status, "live, open, ended, answered or missed");
+    calls->add_option("--direction", cq.direction, "inbound or outbound");
+    std::string id;
+    auto* show = app.add_subcommand("show", "Show one call: its turns with timings, and its events");
+    api_opts(show);
+    show->add_option("id", id, "Call id (from parley calls)")->required();
+    std::string message;
+    auto* call = app.add_subcommand("call", "Ask the running Parley to call a number (POST /api/calls)");
+    api_opts(call);
     call->add_option("uri", uri, "sip: URI to call")->required();
-    call->add_option("-c,--config", config_path, "TOML config file")->check(CLI::ExistingFile);
-    call->add_option("--set", sets, "Override a config key: section.key=value, line.N.key=value");
     call->add_option("--line", line, "Name of the [[line]] whose account places the call");
-    call->add_option("--timeout", timeout_s, "Give up after this many seconds")->check(CLI::Range(1, 86400));
+    call->add_option("-m,--message", message, "What Parley says first when answered (default: the greeting)");
+    auto* hangup = app.add_subcommand("hangup", "Hang up a live call");
+    api_opts(hangup);
+    hangup->add_option("id", id, "Call id")->required();
 
     auto* cfg = app.add_subcommand("config", "Print a config file with every key at its default");
 
@@ -371,6 +627,17 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (*run) return cmd_run(config_path, sets, signals);
-    if (*call) return cmd_call(uri, line, timeout_s, config_path, sets, signals);
+    if (*dial) return cmd_dial(uri, line, timeout_s, config_path, sets, signals);
+    if (*calls || *show || *call || *hangup) {
+        std::string err;
+        if (!cli::resolve(api, config_path, sets, &err)) {
+            std::fprintf(stderr, "parley: %s\n", err.c_str());
+            return 2;
+        }
+        if (*calls) return cli::calls(api, cq);
+        if (*show) return cli::show(api, id);
+        if (*call) return cli::call(api, uri, line, message);
+        return cli::hangup(api, id);
+    }
     return 2;
 }

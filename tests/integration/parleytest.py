@@ -1229,6 +1229,9 @@ class Test:
                       "timeout_s": 30},
             "call": {"handler": "echo", "max_concurrent": 32, "answer_delay_ms": 0, "echo_delay_ms": 200},
             "log": {"level": "info"},
+            # Every test's Parley serves its API on a free port, with its files in the test's directory.
+            "http": {"listen": f"127.0.0.1:{free_port()}", "token_file": str(self.dir / "http-token"),
+                     "overrides_file": str(self.dir / "api-config.json")},
         }
         for sec, vals in sections.items():
             if isinstance(vals, dict):
@@ -1249,14 +1252,14 @@ class Test:
 
     def parley_call(self, uri: str, name: str = "call", args: list | None = None, timeout: float = 40.0,
                     rtp_ports: int = 20, **sections) -> CallResult:
-        """Runs `parley call URI --config <fresh config> --timeout <timeout> [args]` to completion."""
+        """Runs `parley dial URI --config <fresh config> --timeout <timeout> [args]` to completion."""
         check(self.parley_bin.is_file() and os.access(self.parley_bin, os.X_OK),
               f"parley binary not found or not executable: {self.parley_bin}")
         cfg = self.parley_config(rtp_ports, **sections)
         cfg_path = self.dir / f"{name}.toml"
         cfg_path.write_text(toml_dumps(cfg))
         log_path, out_path = self.dir / f"{name}.log", self.dir / f"{name}.stdout"
-        cmd = [self.parley_bin, "call", uri, "--config", cfg_path, "--timeout", str(int(timeout))] + (args or [])
+        cmd = [self.parley_bin, "dial", uri, "--config", cfg_path, "--timeout", str(int(timeout))] + (args or [])
         log(f"{name}: {' '.join(map(str, cmd))}")
         t0 = time.monotonic()
         with open(log_path, "wb") as le, open(out_path, "wb") as lo:
@@ -1267,7 +1270,7 @@ class Test:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
-                raise TestFailure(f"parley call did not exit within {timeout + 15:.0f} s (its own --timeout "
+                raise TestFailure(f"parley dial did not exit within {timeout + 15:.0f} s (its own --timeout "
                                   f"{timeout:.0f} s): killed")
         r = CallResult(rc, time.monotonic() - t0, out_path.read_text(errors="replace"), log_path, cfg)
         log(f"{name}: exit {rc} after {r.elapsed:.1f} s; stdout: {r.stdout.strip()}")

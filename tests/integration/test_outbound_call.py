@@ -1,4 +1,4 @@
-"""Outgoing calls with `parley call URI` against sipp acting as the callee:
+"""Outgoing calls with `parley dial URI` against sipp acting as the callee:
   1. uas_answer_bye.xml answers (PCMU SDP) and sends BYE after 3 s: parley exits 0, sipp exits 0, and
      Parley sent RTP to the port of sipp's SDP answer during the call;
   2. uas_busy.xml answers 486 Busy Here: parley exits non-zero, sipp gets its ACK (exit 0);
@@ -33,7 +33,7 @@ def main(t: Test):
     t.measure("answer_bye.sipp_rc", r.rc)
     t.measure("answer_bye.rtp_to_callee", len(rtp))
     check(r.rc == 0, f"sipp (callee that hangs up) failed: rc={r.rc}\n{r.errors()[-1500:]}")
-    check(c.rc == 0, f"parley call to an answering callee exited {c.rc} (expected 0)")
+    check(c.rc == 0, f"parley dial to an answering callee exited {c.rc} (expected 0)")
     check(len(rtp) >= 100, f"Parley sent only {len(rtp)} RTP packets to the callee in a 3 s call")
 
     # 2. busy
@@ -44,7 +44,7 @@ def main(t: Test):
     t.measure("busy.parley_stdout", c.stdout.strip())
     t.measure("busy.sipp_rc", r.rc)
     check(r.rc == 0, f"sipp (busy callee) did not get its ACK: rc={r.rc}\n{r.errors()[-1500:]}")
-    check(c.rc != 0, "parley call exited 0 although the callee answered 486 Busy Here")
+    check(c.rc != 0, "parley dial exited 0 although the callee answered 486 Busy Here")
 
     # 3. digest challenge
     reg = StubRegistrar(t)
@@ -58,7 +58,7 @@ def main(t: Test):
     t.measure("auth.sipp_rc", r.rc)
     t.measure("auth.stub_registrar_requests", len(reg.requests))
     check(r.rc == 0, f"sipp (401 challenge, verifyauth 1001/secret) failed: rc={r.rc}\n{r.errors()[-1500:]}")
-    check(c.rc == 0, f"parley call through a digest challenge exited {c.rc} (expected 0)")
+    check(c.rc == 0, f"parley dial through a digest challenge exited {c.rc} (expected 0)")
 
 
 if __name__ == "__main__":
