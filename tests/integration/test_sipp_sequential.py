@@ -1,8 +1,8 @@
-"""200 sequential echo calls from sipp; every call must get its own speech echoed back, and Parley's fds,
+"""120 sequential echo calls from sipp; every call must get its own speech echoed back, and Parley's fds,
 threads and RSS must come back to their baseline afterwards (no leak per call).
 
-sipp (uac_echo.xml, -m 200 -l 1) streams ~1 s of espeak-ng speech as PCMU in each call; tshark captures
-Parley's outgoing RTP; grouped by SSRC there must be 200 streams and each must carry sound (the echo),
+sipp (uac_echo.xml, -m 120 -l 1) streams ~1 s of espeak-ng speech as PCMU in each call; tshark captures
+Parley's outgoing RTP; grouped by SSRC there must be 120 streams and each must carry sound (the echo),
 not only silence.
 """
 import statistics
@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parleytest import Test, check, log, rtp_streams, stream_speech_packets  # noqa: E402
 
-CALLS = 200
+CALLS = 120  # 200 until the operations tests joined make test; 120 keeps the suite under 30 min
 CALL_MS = 1400          # per call: 1.0 s of speech + 0.2 s echo delay + jitter buffer, then BYE
 SPEECH_PACKETS_MIN = 10  # >= 200 ms of echoed sound per call (the speech is ~1 s, 50 packets)
 
