@@ -226,6 +226,10 @@ struct Runtime {
             std::error_code ec;
             auto dir = std::filesystem::path(config.store.path).parent_path();
             if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+            // Transcripts are personal data: a new database is readable by its owner only (SQLite gives its
+            // -wal and -shm files the database file's mode).
+            if (int fd = ::open(config.store.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); fd >= 0)
+                ::close(fd);
             db = store::Store::open(config.store.path, &err);
             if (!db) {
                 PLOG_ERROR("event=startup_failed error=\"store: {}\"", err);

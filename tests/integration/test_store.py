@@ -36,6 +36,8 @@ def main(t: Test):
 
     con = sqlite3.connect(str(db_path))
     check(con.execute("PRAGMA integrity_check").fetchone()[0] == "ok", "integrity_check failed after SIGKILL")
+    mode = db_path.stat().st_mode & 0o777
+    check(mode == 0o600, f"the database holds transcripts: expected mode 0600, got {oct(mode)}")
     calls = con.execute("SELECT id, uid, direction, sip_call_id, answered_at, ended_at FROM calls").fetchall()
     t.measure("calls", calls)
     check(len(calls) == 1, f"expected 1 stored call, got {calls}")
