@@ -389,7 +389,7 @@ struct Runtime {
         if (ops) ops->set_server(nullptr);
         if (calls && sip) {
             calls->hangup_all("shutdown");
-            if (!calls->wait_idle(std::chrono::seconds(5)))
+            if (!calls->wait_idle(std::chrono::seconds(2)))
                 PLOG_WARN("event=shutdown_calls_left count={}", calls->active_calls());
         }
         if (sip) sip->stop();

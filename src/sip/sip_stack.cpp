@@ -732,9 +732,10 @@ struct SipStack::Impl {
     void finish_shutdown() {
         if (shutdown_started) return;
         shutdown_started = true;
-        // NUA sends BYE/CANCEL for what is left and answers nua_r_shutdown; bounded by a 5 s timer.
+        // NUA sends BYE/CANCEL for what is left and answers nua_r_shutdown; bounded by a 3 s timer (with the
+        // runtime's 2 s for calls to end and the 3 s un-REGISTER bound, SIGTERM to exit stays under 10 s).
         su_timer_reset(shutdown_timer);
-        su_timer_set_interval(shutdown_timer, &Impl::on_shutdown_timeout, nullptr, 5000);
+        su_timer_set_interval(shutdown_timer, &Impl::on_shutdown_timeout, nullptr, 3000);
         nua_shutdown(nua);
     }
 
