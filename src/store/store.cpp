@@ -1,5 +1,6 @@
-// store.cpp — see store.h. SQLite C API; one write connection owned by the store thread, one read connection
-// behind a mutex for the read side (WAL lets readers and the writer run side by side).
+// store.cpp — see store.h. SQLite C API; one write connection owned by the store thread, a small pool of read
+// connections for the read side (WAL lets readers and the writer run side by side). No mutex is held while a
+// statement runs: the pool's mutex only guards its vector of idle connections.
 #include "store/store.h"
 
 #include "common/log.h"
@@ -269,13 +270,78 @@ struct CallEnded { std::string uid; EpochMs at; std::string reason; };
 struct Turn { std::string uid; TurnRow turn; };
 struct Event { std::string uid; std::string kind; std::string detail; EpochMs at; };
 struct LineStatus { LineRow line; };
-struct Recording { std::string uid; std::string path; };
-using Item = std::variant<CallStarted, CallAnswered, CallEnded, Turn, Event, LineStatus, Recording>;
+using Item = std::variant<CallStarted, CallAnswered, CallEnded, Turn, Event, LineStatus>;
+
+// Read connections. A read leases one (an idle one, or a new one opened outside the lock), runs its statements on
+// it without holding any lock, and the lease gives it back; at most kMaxIdle stay open, extras are closed. So a
+// slow read (a transcript search) never makes another read wait, and the number of open connections follows the
+// number of concurrent reads.
+class ReaderPool {
+public:
+    static constexpr std::size_t kMaxIdle = 4;
+
+    ReaderPool(std::string path, int busy_timeout_ms, Db first)
+        : path_(std::move(path)), busy_timeout_ms_(busy_timeout_ms) {
+        if (first) idle_.push_back(std::move(first));
+    }
+
+    // One connection for the lease's lifetime; get() is nullptr when none could be opened.
+    class Lease {
+    public:
+        Lease(ReaderPool* pool, Db db) : pool_(pool), db_(std::move(db)) {}
+        ~Lease() {
+            if (db_) pool_->give_back(std::move(db_));
+        }
+        Lease(const Lease&) = delete;
+        Lease& operator=(const Lease&) = delete;
+        sqlite3* get() const { return db_.get(); }
+
+    private:
+        ReaderPool* pool_;
+        Db db_;
+    };
+
+    // `what` names the read for the log line when no connection can be opened (logged once per failed read).
+    Lease take(const char* what) {
+        {
+            std::lock_guard lock(mutex_);
+            if (!idle_.empty()) {
+                Db db = std::move(idle_.back());
+                idle_.pop_back();
+                return Lease(this, std::move(db));
+            }
+        }
+        std::string error;
+        Db db = open_connection(path_, busy_timeout_ms_, &error);  // I/O: outside the lock
+        if (!db) PLOG_WARN("event=store_read_failed what={} error=\"no read connection: {}\"", what, error);
+        return Lease(this, std::move(db));
+    }
+
+private:
+    void give_back(Db db) {
+        // A read that returned early inside BEGIN … COMMIT must not hand a snapshot to the next one.
+        if (!sqlite3_get_autocommit(db.get())) exec(db.get(), "ROLLBACK", nullptr);
+        {
+            std::lock_guard lock(mutex_);
+            if (idle_.size() < kMaxIdle) {
+                idle_.push_back(std::move(db));
+                return;
+            }
+        }
+        // `db` is closed here, after the lock is released.
+    }
+
+    const std::string path_;
+    const int busy_timeout_ms_;
+    std::mutex mutex_;       // guards idle_ only; never held across SQLite calls
+    std::vector<Db> idle_;
+};
 
 class StoreImpl final : public Store {
 public:
-    StoreImpl(Db writer, Db reader, std::size_t capacity)
-        : writer_(std::move(writer)), reader_(std::move(reader)), capacity_(capacity ? capacity : 1) {
+    StoreImpl(Db writer, Db reader, const std::string& path, int busy_timeout_ms, std::size_t capacity)
+        : writer_(std::move(writer)), readers_(path, busy_timeout_ms, std::move(reader)),
+          capacity_(capacity ? capacity : 1) {
         thread_ = std::thread([this] { run(); });
     }
 
@@ -298,9 +364,6 @@ public:
         return push(Event{std::move(uid), std::move(kind), std::move(detail), at});
     }
     bool line_status(LineRow line) override { return push(LineStatus{std::move(line)}); }
-    bool call_recording(std::string uid, std::string path) override {
-        return push(Recording{std::move(uid), std::move(path)});
-    }
 
     void flush() override {
         std::unique_lock lock(mutex_);
@@ -313,24 +376,11 @@ public:
         return dropped_;
     }
 
-    std::vector<CallRow> list_calls(int limit, int offset, const std::string& filter) override {
-        std::lock_guard lock(read_mutex_);
-        std::vector<CallRow> out;
-        const std::string like = like_pattern(filter);
-        Stmt q(reader_.get(),
-               "SELECT " CALL_COLUMNS " FROM calls WHERE ?1 = '' OR uid LIKE ?2 ESCAPE '\\' OR from_uri LIKE ?2 ESCAPE '\\' "
-               "OR to_uri LIKE ?2 ESCAPE '\\' OR sip_call_id LIKE ?2 ESCAPE '\\' OR line LIKE ?2 ESCAPE '\\' "
-               "OR handler LIKE ?2 ESCAPE '\\' ORDER BY started_at DESC, id DESC LIMIT ?3 OFFSET ?4");
-        q.text(1, filter).text(2, like).integer(3, limit < 0 ? -1 : limit).integer(4, offset < 0 ? 0 : offset);
-        int rc;
-        while ((rc = q.step()) == SQLITE_ROW) out.push_back(call_from(q));
-        if (rc != SQLITE_DONE) PLOG_WARN("event=store_read_failed what=list_calls error=\"{}\"", q.error());
-        return out;
-    }
-
     CallPage query_calls(const CallQuery& query) override {
-        std::lock_guard lock(read_mutex_);
-        sqlite3* db = reader_.get();
+        CallPage page;
+        const ReaderPool::Lease reader = readers_.take("query_calls");
+        sqlite3* db = reader.get();
+        if (!db) return page;
         // Only bound parameters: nothing from the query is ever part of the SQL text. An unknown status matches
         // nothing (the HTTP layer rejects it before).
         static const char* const kWhere =
@@ -353,7 +403,6 @@ public:
             s.text(1, query.q).text(2, like).text(3, query.direction).text(4, query.line)
                 .integer(5, query.since).integer(6, query.until).text(7, query.status);
         };
-        CallPage page;
         // One read transaction: the page and the total are from the same snapshot.
         exec(db, "BEGIN", nullptr);
         struct End {
@@ -379,10 +428,11 @@ public:
     }
 
     std::vector<LatencyPoint> latency(EpochMs since, int limit) override {
-        std::lock_guard lock(read_mutex_);
         std::vector<LatencyPoint> out;
+        const ReaderPool::Lease reader = readers_.take("latency");
+        if (!reader.get()) return out;
         // The newest `limit` turns, handed out oldest first.
-        Stmt q(reader_.get(),
+        Stmt q(reader.get(),
                "SELECT uid, idx, speech_end_at, first_rtp_ms, overhead_ms FROM ("
                " SELECT c.uid AS uid, t.idx AS idx, t.speech_end_at AS speech_end_at, t.first_rtp_ms AS first_rtp_ms,"
                " t.overhead_ms AS overhead_ms, t.id AS id FROM turns t JOIN calls c ON c.id = t.call_id"
@@ -405,8 +455,9 @@ public:
     }
 
     std::optional<CallDetail> get_call(const std::string& uid) override {
-        std::lock_guard lock(read_mutex_);
-        sqlite3* db = reader_.get();
+        const ReaderPool::Lease reader = readers_.take("get_call");
+        sqlite3* db = reader.get();
+        if (!db) return std::nullopt;
         // One read transaction: the call, its turns and events are a consistent snapshot.
         exec(db, "BEGIN", nullptr);
         struct End {
@@ -460,31 +511,35 @@ public:
     }
 
     std::vector<LineRow> lines() override {
-        std::lock_guard lock(read_mutex_);
         std::vector<LineRow> out;
-        Stmt q(reader_.get(), "SELECT name, registrar, user, status, updated_at FROM lines ORDER BY name");
+        const ReaderPool::Lease reader = readers_.take("lines");
+        if (!reader.get()) return out;
+        Stmt q(reader.get(), "SELECT name, registrar, user, status, updated_at FROM lines ORDER BY name");
         while (q.step() == SQLITE_ROW) out.push_back({q.col_text(0), q.col_text(1), q.col_text(2), q.col_text(3), q.col_int(4)});
         return out;
     }
 
-    int schema_version() override {
-        std::lock_guard lock(read_mutex_);
+    int schema_version() override {  // -1 when it cannot be read
+        const ReaderPool::Lease reader = readers_.take("schema_version");
+        if (!reader.get()) return -1;
         std::string e;
-        return read_version(reader_.get(), &e);
+        return read_version(reader.get(), &e);
     }
 
     std::string schema_sql() override {
-        std::lock_guard lock(read_mutex_);
         std::string out;
-        Stmt q(reader_.get(), "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name");
+        const ReaderPool::Lease reader = readers_.take("schema_sql");
+        if (!reader.get()) return out;
+        Stmt q(reader.get(), "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name");
         while (q.step() == SQLITE_ROW) out += q.col_text(0) + ";\n";
         return out;
     }
 
     std::string integrity_check() override {
-        std::lock_guard lock(read_mutex_);
         std::string out;
-        Stmt q(reader_.get(), "PRAGMA integrity_check");
+        const ReaderPool::Lease reader = readers_.take("integrity_check");
+        if (!reader.get()) return "cannot open a read connection";
+        Stmt q(reader.get(), "PRAGMA integrity_check");
         int rc;
         while ((rc = q.step()) == SQLITE_ROW) out += (out.empty() ? "" : "\n") + q.col_text(0);
         if (rc != SQLITE_DONE) out += (out.empty() ? "" : "\n") + q.error();
@@ -528,17 +583,16 @@ private:
         std::uint64_t dropped_logged = 0;
         auto last_log = std::chrono::steady_clock::time_point{};
         for (;;) {
-            std::optional<Item> item;
+            std::deque<Item> batch;
             std::uint64_t dropped_now = 0;
             bool last = false;
             {
                 std::unique_lock lock(mutex_);
-                // A full queue is never empty, so drops are noticed here after each item.
+                // A full queue is never empty, so drops are noticed here after each batch.
                 work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
                 dropped_now = dropped_;
                 if (!queue_.empty()) {
-                    item.emplace(std::move(queue_.front()));
-                    queue_.pop_front();
+                    batch.swap(queue_);  // everything queued so far: one transaction
                 } else {
                     last = true;  // stopping and everything queued is committed
                 }
@@ -551,16 +605,31 @@ private:
                 last_log = now;
             }
             if (last) return;
-            write(*item);
+            commit(batch);
             {
                 std::lock_guard lock(mutex_);
-                ++committed_;
+                committed_ += batch.size();
             }
             done_cv_.notify_all();
         }
     }
 
-    // Each item is one statement in autocommit mode: its own transaction, committed when step() returns.
+    // What was queued while the previous batch was being written goes in one transaction: a completed turn is
+    // committed within one batch of reaching the queue (under a millisecond when calls are all that write), and
+    // a burst costs one commit instead of one per item. A statement that fails (an unknown uid) is logged and
+    // rolled back alone; the rest of the batch commits.
+    void commit(const std::deque<Item>& batch) {
+        sqlite3* db = writer_.get();
+        std::string error;
+        const bool tx = batch.size() > 1 && exec(db, "BEGIN", &error);
+        for (const auto& item : batch) write(item);
+        if (tx && !exec(db, "COMMIT", &error)) {
+            PLOG_ERROR("event=store_write_failed what=commit items={} error=\"{}\"", batch.size(), error);
+            exec(db, "ROLLBACK", nullptr);
+        }
+    }
+
+    // Each item is one statement (in the batch's transaction, or alone in autocommit mode).
     void write(const Item& item) {
         sqlite3* db = writer_.get();
         const char* what = "";
@@ -628,12 +697,6 @@ private:
             s.text(1, r.name).text(2, r.registrar).text(3, r.user).text(4, r.status)
                 .integer(5, r.updated_at ? r.updated_at : now_ms());
             finish(s);
-        } else if (const auto* rec = std::get_if<Recording>(&item)) {
-            what = "call_recording";
-            uid = rec->uid;
-            Stmt s(db, "UPDATE calls SET recording = NULLIF(?, '') WHERE uid = ?");
-            s.text(1, rec->path).text(2, rec->uid);
-            finish(s);
         }
         if (rc != SQLITE_DONE)
             PLOG_WARN("event=store_write_failed what={} uid={} error=\"{}\"", what, uid, error);
@@ -641,9 +704,8 @@ private:
             PLOG_WARN("event=store_unknown_call what={} uid={}", what, uid);
     }
 
-    Db writer_;  // store thread only
-    Db reader_;  // under read_mutex_
-    std::mutex read_mutex_;
+    Db writer_;           // store thread only
+    ReaderPool readers_;  // the read side; see ReaderPool
     const std::size_t capacity_;
 
     mutable std::mutex mutex_;
@@ -673,7 +735,8 @@ std::unique_ptr<Store> Store::open(const std::string& path, std::string* error, 
         Db reader = open_connection(path, options.busy_timeout_ms, error);
         if (!reader) return nullptr;
         PLOG_INFO("event=store_opened path={} schema_version={}", path, migrations.back().version);
-        return std::make_unique<StoreImpl>(std::move(writer), std::move(reader), options.queue_capacity);
+        return std::make_unique<StoreImpl>(std::move(writer), std::move(reader), path, options.busy_timeout_ms,
+                                           options.queue_capacity);
     } catch (const std::exception& e) {
         *error = path + ": " + e.what();
         return nullptr;

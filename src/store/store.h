@@ -2,9 +2,9 @@
 //
 // Writers (SIP, media and turn threads) only enqueue: every writer call takes a short mutex, appends to a
 // bounded queue and returns; nothing waits for the disk. When the queue is full the item is dropped, counted
-// (dropped()) and logged by the store thread. The store thread commits each item in its own transaction as it
-// arrives, so a completed turn is durable (against a process crash / kill -9) once the store thread has
-// committed it; flush() waits for that.
+// (dropped()) and logged by the store thread. The store thread commits what is queued in one transaction per
+// batch as it arrives, so a completed turn is durable (against a process crash / kill -9) once the store thread
+// has committed it; flush() waits for that.
 //
 // Calls are identified by `uid`, a text id given by the caller that is unique across restarts (Parley's CallId
 // is only unique per process), e.g. "<start-epoch-ms>-<callid>"; it links SIP, media, store and logs.
@@ -144,23 +144,24 @@ public:
     virtual bool turn(std::string uid, TurnRow turn) = 0;  // uid of a started call
     virtual bool event(std::string uid, std::string kind, std::string detail, EpochMs at = now_ms()) = 0;  // uid "" = not about a call
     virtual bool line_status(LineRow line) = 0;  // insert or update by name
-    virtual bool call_recording(std::string uid, std::string path) = 0;  // the call's WAV
 
     // Waits until everything queued before this call is committed (a write that fails, e.g. a turn for an unknown
     // uid, is logged and counts as done).
     virtual void flush() = 0;
     virtual std::uint64_t dropped() const = 0;
 
-    // --- read side (own connection; safe from any thread, does not wait for the store thread) ---
-    // Newest first. `filter` (optional) matches uid, from/to URI, SIP Call-ID, line or handler (substring).
-    virtual std::vector<CallRow> list_calls(int limit, int offset, const std::string& filter = "") = 0;
-    virtual CallPage query_calls(const CallQuery& query) = 0;
+    // --- read side: safe from any thread, does not wait for the store thread ---
+    // Each read leases a connection from a small pool (at most 4 kept idle) and runs its statements on it with no
+    // lock held, so reads run side by side and a slow one (a transcript search) does not delay the others. When no
+    // connection can be opened the read logs event=store_read_failed and returns what a failed statement gives:
+    // empty / nullopt / -1.
+    virtual CallPage query_calls(const CallQuery& query) = 0;  // page and total from one snapshot
     // Turns with a voice-to-voice time whose speech ended at or after `since`, oldest first, at most `limit`
     // (the newest ones when there are more).
     virtual std::vector<LatencyPoint> latency(EpochMs since, int limit) = 0;
-    virtual std::optional<CallDetail> get_call(const std::string& uid) = 0;
+    virtual std::optional<CallDetail> get_call(const std::string& uid) = 0;  // one snapshot
     virtual std::vector<LineRow> lines() = 0;
-    virtual int schema_version() = 0;
+    virtual int schema_version() = 0;           // -1 when it cannot be read
     virtual std::string schema_sql() = 0;       // every CREATE statement in the database
     virtual std::string integrity_check() = 0;  // "ok" when healthy
 

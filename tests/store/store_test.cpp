@@ -54,6 +54,15 @@ TurnRow make_turn(int idx) {
     return t;
 }
 
+// query_calls() with only limit/offset/q: the calls of one page, newest first.
+std::vector<CallRow> list(Store& store, int limit, int offset, const std::string& q = "") {
+    CallQuery query;
+    query.limit = limit;
+    query.offset = offset;
+    query.q = q;
+    return store.query_calls(query).calls;
+}
+
 // Raw SQL on a file, outside the Store (to build old/odd databases).
 void raw_exec(const std::string& path, const std::string& sql) {
     sqlite3* db = nullptr;
@@ -124,12 +133,16 @@ TEST(Store, RoundTripCallTurnsEventsLines) {
     EXPECT_EQ(detail->events[0].kind, "dtmf");
     EXPECT_FALSE(store->get_call("no-such-call"));
 
-    auto calls = store->list_calls(10, 0);
+    auto calls = list(*store, 10, 0);
     ASSERT_EQ(calls.size(), 2u);
-    EXPECT_EQ(store->list_calls(1, 1).size(), 1u);
-    EXPECT_EQ(store->list_calls(10, 0, "-2").size(), 1u);
-    EXPECT_EQ(store->list_calls(10, 0, "alice").size(), 2u);
-    EXPECT_EQ(store->list_calls(10, 0, "%").size(), 0u);  // LIKE wildcards are literal
+    EXPECT_EQ(calls[0].uid, "1764030654000-2");  // same started_at: the later insert first
+    auto second_page = list(*store, 1, 1);
+    ASSERT_EQ(second_page.size(), 1u);
+    EXPECT_EQ(second_page[0].uid, "1764030654000-1");
+    EXPECT_EQ(list(*store, 10, 0, "-2").size(), 1u);
+    EXPECT_EQ(list(*store, 10, 0, "alice").size(), 2u);
+    EXPECT_EQ(list(*store, 10, 0, "%").size(), 0u);  // LIKE wildcards are literal
+    EXPECT_EQ(list(*store, 10, 0, "_").size(), 1u);  // only "caller_hangup" (end reason) has a '_'
 
     auto lines = store->lines();
     ASSERT_EQ(lines.size(), 1u);
@@ -200,9 +213,12 @@ TEST(Store, MigratesVersion1DatabaseWithDataToVersion2) {
     EXPECT_EQ(detail->turns[0].user_text, "question 1");
     EXPECT_EQ(store->latency(0, 10).size(), 1u);
     // The new column works on the migrated file.
-    store->call_recording("v1-call", "/var/rec/v1-call.wav");
+    CallRow v2 = make_call("v2-call");
+    v2.recording = "/var/rec/v2-call.wav";
+    store->call_started(v2);
     store->flush();
-    EXPECT_EQ(store->get_call("v1-call")->call.recording, "/var/rec/v1-call.wav");
+    EXPECT_EQ(store->get_call("v2-call")->call.recording, "/var/rec/v2-call.wav");
+    EXPECT_EQ(store->get_call("v1-call")->call.recording, "");
 }
 
 TEST(Store, AppliesMigrationsFromHandWrittenVersionRow) {
@@ -270,8 +286,11 @@ TEST(Store, ConcurrentWritersAllCommitted) {
     for (auto& th : threads) th.join();
     store->flush();
     EXPECT_EQ(store->dropped(), 0u);
-    auto calls = store->list_calls(100, 0);
-    EXPECT_EQ(calls.size(), static_cast<std::size_t>(kThreads));
+    CallQuery all;
+    all.limit = 100;
+    CallPage page = store->query_calls(all);
+    EXPECT_EQ(page.calls.size(), static_cast<std::size_t>(kThreads));
+    EXPECT_EQ(page.total, kThreads);
     for (int t = 0; t < kThreads; ++t) {
         auto d = store->get_call("call-" + std::to_string(t));
         ASSERT_TRUE(d);
@@ -512,18 +531,19 @@ TEST(Store, CallRecordingRoundTrip) {
     std::string error;
     auto store = Store::open(fresh_path("recording"), &error);
     ASSERT_TRUE(store) << error;
-    store->call_started(make_call("r1"));
-    store->call_started(make_call("r2"));
+    // The recording is known when the call starts: CallRow::recording in call_started.
+    CallRow r1 = make_call("r1");
+    r1.recording = "var/recordings/r1.wav";
+    EXPECT_TRUE(store->call_started(r1));
+    store->call_started(make_call("r2"));  // not recorded
     CallRow r3 = make_call("r3");
-    r3.recording = "var/recordings/r3.wav";  // known when the call starts
+    r3.recording = "var/recordings/r3.wav";
     store->call_started(r3);
-    EXPECT_TRUE(store->call_recording("r1", "var/recordings/r1.wav"));
-    EXPECT_TRUE(store->call_recording("nobody", "var/recordings/nobody.wav"));  // logged, skipped
     store->flush();
     EXPECT_EQ(store->get_call("r1")->call.recording, "var/recordings/r1.wav");
     EXPECT_EQ(store->get_call("r2")->call.recording, "");
     EXPECT_EQ(store->get_call("r3")->call.recording, "var/recordings/r3.wav");
-    auto listed = store->list_calls(10, 0);
+    auto listed = list(*store, 10, 0);
     ASSERT_EQ(listed.size(), 3u);
     for (const auto& c : listed)
         EXPECT_EQ(c.recording, c.uid == "r1" ? "var/recordings/r1.wav" : c.uid == "r3" ? "var/recordings/r3.wav" : "");
@@ -569,4 +589,59 @@ TEST(Store, LatencyOldestFirstNewestLimit) {
     ASSERT_EQ(since.size(), 3u);
     EXPECT_EQ(since[0].at, base + 2000);
     EXPECT_TRUE(store->latency(base + 10000, 100).empty());
+}
+
+// Reads from many threads at once (more than the pool keeps idle) while the store thread writes: every read gets
+// its own connection and a consistent answer; none waits on another's statements.
+TEST(Store, ConcurrentReadsUseThePool) {
+    std::string error;
+    auto store = Store::open(fresh_path("readers"), &error);
+    ASSERT_TRUE(store) << error;
+    constexpr int kCalls = 20;
+    for (int i = 0; i < kCalls; ++i) {
+        CallRow c = make_call("r" + std::to_string(i));
+        c.started_at = 1764030000000 + i;
+        store->call_started(c);
+        for (int k = 1; k <= 3; ++k) store->turn(c.uid, make_turn(k));
+    }
+    store->flush();
+
+    constexpr int kReaders = 12, kRounds = 40;
+    std::atomic<bool> stop{false};
+    std::thread writer([&] {  // keeps the WAL moving under the readers
+        for (int i = 0; !stop; ++i) {
+            store->event("r0", "tick", std::to_string(i));
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    });
+    std::atomic<int> failures{0};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < kReaders; ++t) {
+        readers.emplace_back([&, t] {
+            for (int round = 0; round < kRounds; ++round) {
+                CallQuery q;
+                q.limit = 5;
+                q.q = "answer 2";  // the transcript search: every call has it
+                CallPage page = store->query_calls(q);
+                if (page.total != kCalls || page.calls.size() != 5u || page.calls[0].uid != "r19") ++failures;
+                auto d = store->get_call("r" + std::to_string((t + round) % kCalls));
+                if (!d || d->turns.size() != 3u || d->call.turn_count != 3) ++failures;
+                if (store->latency(0, 1000).size() != static_cast<std::size_t>(kCalls) * 3) ++failures;
+                if (store->schema_version() != default_migrations().back().version) ++failures;
+            }
+        });
+    }
+    for (auto& th : readers) th.join();
+    stop = true;
+    writer.join();
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(store->integrity_check(), "ok");
+
+    // A pooled connection keeps no snapshot between reads: a read that returned early (unknown uid) does not
+    // hide later commits from the next read on that connection.
+    EXPECT_FALSE(store->get_call("late"));
+    store->call_started(make_call("late"));
+    store->flush();
+    EXPECT_TRUE(store->get_call("late"));
+    EXPECT_EQ(list(*store, 100, 0).size(), static_cast<std::size_t>(kCalls) + 1);
 }
