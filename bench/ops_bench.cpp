@@ -28,6 +28,7 @@
 
 #include "common/log.h"
 #include "metrics/metrics.h"
+#include "metrics/parley_metrics.h"
 #include "store/store.h"
 #include "web/server.h"
 
@@ -76,17 +77,18 @@ std::string uid_of(int i) { return "1764000000000-" + std::to_string(i); }
 class FakeControl : public web::Control {
 public:
     std::vector<web::LiveCall> live_calls() override { return {}; }
-    std::string originate(const std::string&, const std::string&, const std::string&, std::string* error) override {
-        *error = "503: not in the benchmark";
+    std::string originate(const std::string&, const std::string&, const std::string&, web::Failure* failure) override {
+        *failure = {503, "not in the benchmark"};
         return "";
     }
     bool hangup(const std::string&) override { return false; }
     json config() override { return json{{"agent", {{"greeting", "hi"}}}}; }
-    std::optional<json> update_config(const json&, std::string* error) override {
-        *error = "read-only";
+    std::optional<json> update_config(const json&, web::Failure* failure) override {
+        *failure = {409, "read-only"};
         return std::nullopt;
     }
     web::Readiness readiness() override { return web::Readiness{true, 1, 1}; }
+    std::vector<store::LineRow> lines() override { return {}; }
 };
 
 store::TurnRow make_turn(int call, int idx, store::EpochMs at) {
@@ -185,26 +187,6 @@ std::vector<double> time_n(int n, Fn&& fn) {
         v.push_back(us_since(s));
     }
     return v;
-}
-
-void describe_metrics(metrics::Registry& r) {  // as apps/parley/ops.cpp describe_metrics
-    using metrics::Type;
-    const std::vector<double> latency = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0};
-    r.describe("parley_calls_active", Type::kGauge, "Calls Parley has now (ringing or up).");
-    r.describe("parley_calls_total", Type::kCounter, "Calls ended, by direction and outcome.");
-    r.describe("parley_line_registered", Type::kGauge, "1 when the line is registered with its registrar.");
-    r.describe("parley_turns_total", Type::kCounter, "Conversation turns completed, by what started them.");
-    r.describe("parley_voice_to_voice_seconds", Type::kHistogram,
-               "From the end of the caller's speech to the first RTP packet of the reply.", latency);
-    r.describe("parley_stage_seconds", Type::kHistogram,
-               "Per-stage time after the end of the caller's speech (overhead: Parley's own time).",
-               {0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0});
-    r.describe("parley_engine_queue_depth", Type::kGauge, "Requests waiting for or running on an engine.");
-    r.describe("parley_rtp_packets_received_total", Type::kCounter, "RTP packets received, all calls.");
-    r.describe("parley_rtp_packets_lost_total", Type::kCounter, "RTP packets lost (sequence gaps), all calls.");
-    r.describe("parley_rtp_jitter_seconds", Type::kHistogram, "RFC 3550 interarrival jitter at each call's end.",
-               {0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16});
-    r.describe("parley_store_dropped_total", Type::kCounter, "Store writes dropped because its queue was full.");
 }
 
 // The series a running Parley has after `calls` calls (same labels as apps/parley/ops.cpp and main.cpp).
@@ -357,7 +339,7 @@ int main(int argc, char** argv) {
     // --- 3. HTTP ---
     FakeControl control;
     metrics::Registry registry;
-    describe_metrics(registry);
+    metrics::describe_parley(registry);
     fill_metrics(registry, calls);
     web::ServerOptions o;
     o.port = 0;

@@ -100,6 +100,13 @@ std::string clip(std::string s, size_t n) {
 
 }  // namespace
 
+std::string read_token_file(const std::string& path) {
+    std::ifstream in(path);
+    std::string token;
+    if (!in || !std::getline(in, token) || token.size() < 16) return "";
+    return token;
+}
+
 bool resolve(ApiOptions& api, const std::string& config_path, const std::vector<std::string>& sets,
              std::string* error) {
     if (api.base_url.empty())
@@ -117,10 +124,7 @@ bool resolve(ApiOptions& api, const std::string& config_path, const std::vector<
     }
     while (!api.base_url.empty() && api.base_url.back() == '/') api.base_url.pop_back();
     if (api.token.empty()) api.token = cfg->http.token;
-    if (api.token.empty()) {
-        std::ifstream in(cfg->http.token_file);
-        std::getline(in, api.token);
-    }
+    if (api.token.empty()) api.token = read_token_file(cfg->http.token_file);
     if (api.token.empty()) {
         *error = fmt::format("no API token: give --token, set PARLEY_TOKEN, or run where {} is readable",
                              cfg->http.token_file);

@@ -25,6 +25,9 @@ struct CallsQuery {
 bool resolve(ApiOptions& api, const std::string& config_path, const std::vector<std::string>& sets,
              std::string* error);
 
+// The token saved in [http] token_file (its first line), or "" when there is none (or it is too short to be one).
+std::string read_token_file(const std::string& path);
+
 int calls(const ApiOptions& api, const CallsQuery& q);
 int show(const ApiOptions& api, const std::string& id);
 int call(const ApiOptions& api, const std::string& uri, const std::string& line, const std::string& message);

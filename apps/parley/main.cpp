@@ -33,6 +33,7 @@
 #include "engine_gauges.h"
 #include "media/recording.h"
 #include "metrics/metrics.h"
+#include "metrics/parley_metrics.h"
 #include "ops.h"
 #include "sip/sip_stack.h"
 #include "store/store.h"
@@ -77,7 +78,6 @@ private:
 
 class EndWatcher final : public call::CallObserver {
 public:
-    void on_call_answered(const call::CallInfo&) override { answered_ = true; }
     void on_call_ended(const call::CallSummary& s) override {
         std::lock_guard lk(mu_);
         ended_ = true;
@@ -95,7 +95,6 @@ public:
 private:
     std::mutex mu_;
     bool ended_ = false;
-    std::atomic<bool> answered_{false};
     call::CallSummary last_;
 };
 
@@ -132,34 +131,35 @@ bool write_private_file(const std::string& path, const std::string& text, std::s
     return true;
 }
 
-// The config file + --set + the API's overrides file. `base_out` (optional): without the overrides.
-std::optional<Config> load_full(const std::string& path, const std::vector<std::string>& sets,
-                                const nlohmann::json* extra_patch, Config* base_out, nlohmann::json* merged_out,
-                                std::string* error) {
-    auto base = load_config(path, sets, error);
-    if (!base) return std::nullopt;
-    auto patch = read_overrides(base->http.overrides_file, error);
-    if (patch.is_null()) return std::nullopt;
-    if (extra_patch) merge_patch(patch, *extra_patch);
-    auto overrides = patch_to_overrides(patch, *base, error);
+// The config file + --set + a patch of API settings (validated as the file is: patch_to_overrides, load_config).
+std::optional<Config> load_with_patch(const std::string& path, const std::vector<std::string>& sets, const Config& base,
+                                      const nlohmann::json& patch, std::string* error) {
+    auto overrides = patch_to_overrides(patch, base, error);
     if (!overrides) return std::nullopt;
     auto all = sets;
     all.insert(all.end(), overrides->begin(), overrides->end());
-    auto cfg = load_config(path, all, error);
+    return load_config(path, all, error);
+}
+
+// The config file + --set + the API's overrides file. `base_out`: without the overrides; `saved_out`: the
+// overrides file's patch.
+std::optional<Config> load_full(const std::string& path, const std::vector<std::string>& sets, Config* base_out,
+                                nlohmann::json* saved_out, std::string* error) {
+    auto base = load_config(path, sets, error);
+    if (!base) return std::nullopt;
+    auto saved = read_overrides(base->http.overrides_file, error);
+    if (saved.is_null()) return std::nullopt;
+    auto cfg = load_with_patch(path, sets, *base, saved, error);
     if (!cfg) return std::nullopt;
-    if (base_out) *base_out = *base;
-    if (merged_out) *merged_out = patch;
+    if (base_out) *base_out = std::move(*base);
+    if (saved_out) *saved_out = std::move(saved);
     return cfg;
 }
 
 // [http] token, or the one in token_file, or a new one written there (0600) and printed once.
 std::string http_token(const HttpConfig& http, std::string* error) {
     if (!http.token.empty()) return http.token;
-    {
-        std::ifstream in(http.token_file);
-        std::string t;
-        if (in && std::getline(in, t) && t.size() >= 16) return t;
-    }
+    if (auto saved = cli::read_token_file(http.token_file); !saved.empty()) return saved;
     std::random_device rd;
     std::string t;
     static const char* hex = "0123456789abcdef";
@@ -185,11 +185,12 @@ public:
     explicit ApiControl(Runtime& rt) : rt_(rt) {}
     std::vector<web::LiveCall> live_calls() override;
     std::string originate(const std::string& to, const std::string& line, const std::string& first_message,
-                          std::string* error) override;
+                          web::Failure* failure) override;
     bool hangup(const std::string& uid) override;
     nlohmann::json config() override;
-    std::optional<nlohmann::json> update_config(const nlohmann::json& patch, std::string* error) override;
+    std::optional<nlohmann::json> update_config(const nlohmann::json& patch, web::Failure* failure) override;
     web::Readiness readiness() override;
+    std::vector<store::LineRow> lines() override;
 
 private:
     Runtime& rt_;
@@ -236,7 +237,7 @@ struct Runtime {
                 return false;
             }
         }
-        app::describe_metrics(registry);
+        metrics::describe_parley(registry);
         ops = std::make_unique<app::Ops>(db.get(), config.call.handler, registry, observer);
         ops->set_lines(config.lines);
         registry.add_collector([this](metrics::Registry& r) {
@@ -366,11 +367,12 @@ struct Runtime {
         return true;
     }
 
-    // SIGHUP: re-read the config file and the API's overrides.
+    // SIGHUP: re-read the config file and the API's overrides. Waits for a PUT being applied (the main thread
+    // is the only one that ever waits on reload_mu; the API refuses instead).
     void reload() {
         std::lock_guard rl(reload_mu);
         std::string err;
-        auto cfg = load_full(config_path, sets, nullptr, nullptr, nullptr, &err);
+        auto cfg = load_full(config_path, sets, nullptr, nullptr, &err);
         if (!cfg) {
             PLOG_ERROR("event=reload_failed error=\"{}\"", err);
             return;
@@ -407,32 +409,32 @@ struct Runtime {
 std::vector<web::LiveCall> ApiControl::live_calls() { return rt_.ops->live_calls(); }
 
 std::string ApiControl::originate(const std::string& to, const std::string& line, const std::string& first_message,
-                                  std::string* error) {
+                                  web::Failure* failure) {
     Config cfg = rt_.current();
     if (!line.empty() && std::none_of(cfg.lines.begin(), cfg.lines.end(), [&](auto& l) { return l.name == line; })) {
-        *error = "400: line: no line named \"" + line + "\"";
+        *failure = {400, "line: no line named \"" + line + "\""};
         return "";
     }
     if (rt_.calls->active_calls() >= static_cast<size_t>(cfg.call.max_concurrent)) {
-        *error = "503: call limit reached (call.max_concurrent)";
+        *failure = {503, "call limit reached (call.max_concurrent)"};
         return "";
     }
     std::unique_ptr<call::CallHandler> handler;
     if (!first_message.empty()) {
         if (!rt_.conversation) {
-            *error = "400: first_message: needs call.handler = \"conversation\"";
+            *failure = {400, "first_message: needs call.handler = \"conversation\""};
             return "";
         }
         std::string err;
         handler = rt_.conversation->create_with_greeting(first_message, &err);
         if (!handler) {
-            *error = "503: first_message: " + err;
+            *failure = {503, "first_message: " + err};
             return "";
         }
     }
     std::string uid, err;
-    if (!rt_.calls->originate(to, line, std::move(handler), &uid, &err)) {
-        *error = (err.rfind("expected a sip", 0) == 0 ? "400: to: " : "503: ") + err;
+    if (!rt_.calls->originate(to, line, std::move(handler), &uid, &err)) {  // `to` was checked by the server
+        *failure = {503, err};
         return "";
     }
     PLOG_INFO("event=api_originate uid={} to={} line={}", uid, to, line.empty() ? "-" : line);
@@ -449,31 +451,36 @@ bool ApiControl::hangup(const std::string& uid) {
 
 nlohmann::json ApiControl::config() { return config_to_json(rt_.current()); }
 
-std::optional<nlohmann::json> ApiControl::update_config(const nlohmann::json& patch, std::string* error) {
-    std::lock_guard rl(rt_.reload_mu);
+std::optional<nlohmann::json> ApiControl::update_config(const nlohmann::json& patch, web::Failure* failure) {
+    // One change at a time. A PUT arriving while another one (or a SIGHUP reload) is loading an engine is refused
+    // at once rather than left waiting behind it.
+    std::unique_lock rl(rt_.reload_mu, std::try_to_lock);
+    if (!rl.owns_lock()) {
+        *failure = {409, "another configuration change is being applied; try again"};
+        return std::nullopt;
+    }
     std::string err;
-    // Shape and types first (the messages name the key), then the config file's own validation.
     Config base;
-    nlohmann::json merged;
-    if (!load_full(rt_.config_path, rt_.sets, nullptr, &base, &merged, &err)) {
-        *error = err;
+    nlohmann::json next;
+    if (!load_full(rt_.config_path, rt_.sets, &base, &next, &err)) {
+        *failure = {409, "the configuration on disk does not load: " + err};
         return std::nullopt;
     }
+    // The patch alone first, so that a message names the key it got wrong; then over what was saved before.
     if (!patch_to_overrides(patch, base, &err)) {
-        *error = err;
+        *failure = {400, err};
         return std::nullopt;
     }
-    nlohmann::json next = merged;
     merge_patch(next, patch);
-    auto cfg = load_full(rt_.config_path, rt_.sets, &patch, nullptr, nullptr, &err);
+    auto cfg = load_with_patch(rt_.config_path, rt_.sets, base, next, &err);
     if (!cfg) {
         // load_config's messages start with the file name: the API caller wants the key.
         auto pos = err.find(": ");
-        *error = pos == std::string::npos ? err : err.substr(pos + 2);
+        *failure = {400, pos == std::string::npos ? err : err.substr(pos + 2)};
         return std::nullopt;
     }
-    if (!rt_.apply(*cfg, &err)) {
-        *error = err;
+    if (!rt_.apply(*cfg, &err)) {  // e.g. a model file that does not load: the new settings were not usable
+        *failure = {400, err};
         return std::nullopt;
     }
     if (!write_private_file(rt_.current().http.overrides_file, next.dump(2) + "\n", &err))
@@ -491,6 +498,8 @@ std::optional<nlohmann::json> ApiControl::update_config(const nlohmann::json& pa
     return result;
 }
 
+std::vector<store::LineRow> ApiControl::lines() { return rt_.ops->lines(); }
+
 web::Readiness ApiControl::readiness() {
     web::Readiness r;
     r.models_loaded = rt_.models_loaded.load();
@@ -502,7 +511,7 @@ web::Readiness ApiControl::readiness() {
 
 bool load(const std::string& path, const std::vector<std::string>& sets, Config& out) {
     std::string err;
-    auto cfg = load_full(path, sets, nullptr, nullptr, nullptr, &err);
+    auto cfg = load_full(path, sets, nullptr, nullptr, &err);
     if (!cfg) {
         std::fprintf(stderr, "parley: config error: %s\n", err.c_str());
         return false;

@@ -11,26 +11,6 @@ double seconds(double ms) { return ms / 1000.0; }
 
 }  // namespace
 
-void describe_metrics(metrics::Registry& r) {
-    using metrics::Type;
-    const std::vector<double> latency = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0};
-    r.describe("parley_calls_active", Type::kGauge, "Calls Parley has now (ringing or up).");
-    r.describe("parley_calls_total", Type::kCounter, "Calls ended, by direction and outcome.");
-    r.describe("parley_line_registered", Type::kGauge, "1 when the line is registered with its registrar.");
-    r.describe("parley_turns_total", Type::kCounter, "Conversation turns completed, by what started them.");
-    r.describe("parley_voice_to_voice_seconds", Type::kHistogram,
-               "From the end of the caller's speech to the first RTP packet of the reply.", latency);
-    r.describe("parley_stage_seconds", Type::kHistogram,
-               "Per-stage time after the end of the caller's speech (overhead: Parley's own time).",
-               {0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0});
-    r.describe("parley_engine_queue_depth", Type::kGauge, "Requests waiting for or running on an engine.");
-    r.describe("parley_rtp_packets_received_total", Type::kCounter, "RTP packets received, all calls.");
-    r.describe("parley_rtp_packets_lost_total", Type::kCounter, "RTP packets lost (sequence gaps), all calls.");
-    r.describe("parley_rtp_jitter_seconds", Type::kHistogram, "RFC 3550 interarrival jitter at each call's end.",
-               {0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16});
-    r.describe("parley_store_dropped_total", Type::kCounter, "Store writes dropped because its queue was full.");
-}
-
 std::string call_outcome(const call::CallSummary& s) {
     const auto& reason = s.info.end_reason;
     if (reason == "transferred") return "transferred";
@@ -47,7 +27,7 @@ Ops::Ops(store::Store* db, std::string handler, metrics::Registry& registry, cal
 void Ops::set_lines(const std::vector<LineConfig>& lines) {
     std::lock_guard lk(mu_);
     for (const auto& l : lines) {
-        line_registered_.emplace(l.name, false);
+        lines_[l.name] = store::LineRow{l.name, l.registrar, l.user, "unknown", 0};
         registry_.set("parley_line_registered", {{"line", l.name}}, 0);
     }
 }
@@ -62,23 +42,12 @@ store::CallRow Ops::row_of(const call::CallInfo& info) const {
     row.line = info.line;
     row.handler = handler_;
     row.started_at = store::to_epoch_ms(info.started);
+    row.answered_at = store::to_epoch_ms(info.answered);
     row.recording = info.recording;
     return row;
 }
 
-void Ops::store_start(const call::CallInfo& info) {
-    {
-        std::lock_guard lk(mu_);
-        if (!uids_.emplace(info.id, info.uid).second) return;
-    }
-    if (!db_) return;
-    db_->call_started(row_of(info));
-    if (!info.recording.empty()) db_->call_recording(info.uid, info.recording);
-    PLOG_INFO("event=call_stored call={} uid={}", info.id, info.uid);
-}
-
-void Ops::on_call_started(const call::CallInfo& info) {
-    store_start(info);
+web::LiveCall Ops::live_of(const call::CallInfo& info) const {
     web::LiveCall live;
     live.uid = info.uid;
     live.direction = info.outgoing ? "outbound" : "inbound";
@@ -86,8 +55,19 @@ void Ops::on_call_started(const call::CallInfo& info) {
     live.to = info.to;
     live.line = info.line;
     live.sip_call_id = info.sip_call_id;
-    live.state = "ringing";
+    live.handler = handler_;
     live.started_at = store::to_epoch_ms(info.started);
+    live.answered_at = store::to_epoch_ms(info.answered);
+    live.state = live.answered_at ? "up" : "ringing";
+    return live;
+}
+
+// The CallManager reports every call (but a transfer's internal bridge leg) here first, ringing, on the control
+// thread; answered and ended follow for the same CallId.
+void Ops::on_call_started(const call::CallInfo& info) {
+    if (db_) db_->call_started(row_of(info));
+    PLOG_INFO("event=call_stored call={} uid={}", info.id, info.uid);
+    auto live = live_of(info);
     size_t active;
     {
         std::lock_guard lk(mu_);
@@ -95,46 +75,27 @@ void Ops::on_call_started(const call::CallInfo& info) {
         active = live_.size();
     }
     registry_.set("parley_calls_active", {}, static_cast<double>(active));
-    auto j = web::live_call_json(live);
-    j["handler"] = handler_;
-    publish("call_started", j);
+    publish("call_started", web::live_call_json(live));
     if (next_) next_->on_call_started(info);
 }
 
 void Ops::on_call_answered(const call::CallInfo& info) {
-    store_start(info);  // an answered call we never saw start (cannot happen today; cheap to be sure)
     if (db_) db_->call_answered(info.uid, store::to_epoch_ms(info.answered));
-    web::LiveCall live;
+    auto live = live_of(info);
     {
         std::lock_guard lk(mu_);
-        auto& l = live_[info.id];
-        if (l.uid.empty()) {
-            l.uid = info.uid;
-            l.direction = info.outgoing ? "outbound" : "inbound";
-            l.from = info.from;
-            l.to = info.to;
-            l.line = info.line;
-            l.started_at = store::to_epoch_ms(info.started);
-        }
-        l.sip_call_id = info.sip_call_id;
-        l.state = "up";
-        l.answered_at = store::to_epoch_ms(info.answered);
-        live = l;
+        live_[info.id] = live;
     }
-    auto j = web::live_call_json(live);
-    j["handler"] = handler_;
-    publish("call_answered", j);
+    publish("call_answered", web::live_call_json(live));
     if (next_) next_->on_call_answered(info);
 }
 
 void Ops::on_call_ended(const call::CallSummary& s) {
-    store_start(s.info);
     if (db_) db_->call_ended(s.info.uid, store::to_epoch_ms(s.info.ended), s.info.end_reason);
     size_t active;
     {
         std::lock_guard lk(mu_);
         live_.erase(s.info.id);
-        uids_.erase(s.info.id);
         active = live_.size();
     }
     registry_.set("parley_calls_active", {}, static_cast<double>(active));
@@ -146,7 +107,7 @@ void Ops::on_call_ended(const call::CallSummary& s) {
         registry_.observe("parley_rtp_jitter_seconds", {}, seconds(s.media.jitter_ms));
     }
     auto row = row_of(s.info);
-    row.answered_at = s.answered ? store::to_epoch_ms(s.info.answered) : 0;
+    if (!s.answered) row.answered_at = 0;
     row.ended_at = store::to_epoch_ms(s.info.ended);
     row.end_reason = s.info.end_reason;
     publish("call_ended", web::call_json(row, false));
@@ -155,29 +116,31 @@ void Ops::on_call_ended(const call::CallSummary& s) {
 
 void Ops::on_line_state(const sip::LineStatus& status) {
     const bool registered = status.state == sip::LineState::kRegistered;
+    registry_.set("parley_line_registered", {{"line", status.name}}, registered ? 1 : 0);
+    // "registered" exactly when it is (web::line_json reads it so); otherwise the state and the registrar's
+    // last answer, e.g. "failed: 403 Forbidden".
+    store::LineRow row;
     {
         std::lock_guard lk(mu_);
-        line_registered_[status.name] = registered;
+        row = lines_[status.name];
+        row.name = status.name;
+        row.status = sip::line_state_str(status.state);
+        if (!registered && status.last_status)
+            row.status += ": " + std::to_string(status.last_status) + " " + status.last_phrase;
+        row.updated_at = store::now_ms();
+        lines_[status.name] = row;
     }
-    registry_.set("parley_line_registered", {{"line", status.name}}, registered ? 1 : 0);
-    store::LineRow row;
-    row.name = status.name;
-    row.status = sip::line_state_str(status.state);
-    if (status.last_status) row.status += ": " + std::to_string(status.last_status) + " " + status.last_phrase;
-    row.updated_at = store::now_ms();
     if (db_) db_->line_status(row);
-    auto j = web::line_json(row);
-    j["registered"] = registered;
-    publish("line_status", j);
+    publish("line_status", web::line_json(row));
 }
 
 void Ops::on_turn(const agent::TurnRecord& t) {
     std::string uid;
     {
         std::lock_guard lk(mu_);
-        auto it = uids_.find(t.call);
-        if (it == uids_.end()) return;
-        uid = it->second;
+        auto it = live_.find(t.call);
+        if (it == live_.end()) return;  // a turn reported after its call ended (cannot happen: on_end joins)
+        uid = it->second.uid;
     }
     store::TurnRow r;
     r.idx = t.index;
@@ -235,8 +198,15 @@ std::optional<call::CallId> Ops::live_call_id(const std::string& uid) {
 std::pair<int, int> Ops::lines_registered() {
     std::lock_guard lk(mu_);
     int n = 0;
-    for (auto& [name, ok] : line_registered_) n += ok ? 1 : 0;
-    return {n, static_cast<int>(line_registered_.size())};
+    for (auto& [name, row] : lines_) n += row.status == "registered" ? 1 : 0;
+    return {n, static_cast<int>(lines_.size())};
+}
+
+std::vector<store::LineRow> Ops::lines() {
+    std::lock_guard lk(mu_);
+    std::vector<store::LineRow> out;
+    for (auto& [name, row] : lines_) out.push_back(row);
+    return out;
 }
 
 void Ops::publish(const std::string& type, const nlohmann::json& data) {

@@ -40,11 +40,12 @@ public:
     std::vector<web::LiveCall> live_calls();
     std::optional<call::CallId> live_call_id(const std::string& uid);
     std::pair<int, int> lines_registered();  // registered, total
+    std::vector<store::LineRow> lines();      // every configured line, by name, with its state now
     void publish(const std::string& type, const nlohmann::json& data);
 
 private:
-    void store_start(const call::CallInfo& info);
     store::CallRow row_of(const call::CallInfo& info) const;
+    web::LiveCall live_of(const call::CallInfo& info) const;
 
     store::Store* db_;
     std::string handler_;
@@ -53,13 +54,9 @@ private:
     std::atomic<web::Server*> server_{nullptr};
 
     std::mutex mu_;
-    std::unordered_map<call::CallId, web::LiveCall> live_;      // by CallId
-    std::unordered_map<call::CallId, std::string> uids_;        // calls stored (call_started sent)
-    std::map<std::string, bool> line_registered_;                // by line name
+    std::unordered_map<call::CallId, web::LiveCall> live_;      // every call from on_call_started to on_call_ended
+    std::map<std::string, store::LineRow> lines_;               // by name: configured, state now
 };
-
-// Declares every metric family the runtime updates (docs/api.md "Operations").
-void describe_metrics(metrics::Registry& registry);
 
 // "completed", "missed", "failed" or "transferred" (parley_calls_total's outcome).
 std::string call_outcome(const call::CallSummary& s);

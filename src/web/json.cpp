@@ -57,22 +57,20 @@ json call_json(const store::CallRow& c, bool live) {
 }
 
 json live_call_json(const LiveCall& c) {
-    return json{{"id", c.uid},
-                {"direction", c.direction},
-                {"from", c.from},
-                {"to", c.to},
-                {"sip_call_id", c.sip_call_id},
-                {"line", text_or_null(c.line)},
-                {"handler", nullptr},
-                {"state", c.state},
-                {"started_at", epoch_or_null(c.started_at)},
-                {"answered_at", epoch_or_null(c.answered_at)},
-                {"ended_at", nullptr},
-                {"duration_s", nullptr},
-                {"end_reason", nullptr},
-                {"live", true},
-                {"recording", false},
-                {"turns", 0}};
+    // The same shape as a stored call (what the store will have once it commits), plus the state.
+    store::CallRow row;
+    row.uid = c.uid;
+    row.direction = c.direction;
+    row.from_uri = c.from;
+    row.to_uri = c.to;
+    row.sip_call_id = c.sip_call_id;
+    row.line = c.line;
+    row.handler = c.handler;
+    row.started_at = c.started_at;
+    row.answered_at = c.answered_at;
+    json j = call_json(row, true);
+    j["state"] = c.state;
+    return j;
 }
 
 json turn_json(const store::TurnRow& t) {

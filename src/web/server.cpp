@@ -527,18 +527,10 @@ private:
                 return;
             }
         }
-        std::string error;
-        const std::string uid = control_.originate(to, line, first_message, &error);
+        Failure failure{503, ""};
+        const std::string uid = control_.originate(to, line, first_message, &failure);
         if (uid.empty()) {
-            int status = 503;
-            std::string message = error.empty() ? "the call could not be placed" : error;
-            if (message.rfind("400: ", 0) == 0) {
-                status = 400;
-                message = message.substr(5);
-            } else if (message.rfind("503: ", 0) == 0) {
-                message = message.substr(5);
-            }
-            send_error(res, status, message);
+            send_error(res, failure.status, failure.message.empty() ? "the call could not be placed" : failure.message);
             return;
         }
         send_json(res, 201, json{{"id", uid}});
@@ -572,30 +564,8 @@ private:
 
     void lines(const httplib::Request& req, httplib::Response& res) {
         if (!check_params(req, res, {})) return;
-        std::vector<store::LineRow> rows;
-        if (db_ != nullptr) rows = db_->lines();
-        const json config = control_.config();
         json out = json::array();
-        if (config.is_object() && config.contains("lines") && config["lines"].is_array()) {
-            // Every configured line; the store says how its registration went.
-            for (const auto& l : config["lines"]) {
-                if (!l.is_object() || !l.contains("name") || !l["name"].is_string()) continue;
-                const std::string name = l["name"];
-                auto it = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r.name == name; });
-                if (it != rows.end()) {
-                    out.push_back(line_json(*it));
-                    continue;
-                }
-                store::LineRow row;
-                row.name = name;
-                if (l.contains("registrar") && l["registrar"].is_string()) row.registrar = l["registrar"];
-                if (l.contains("user") && l["user"].is_string()) row.user = l["user"];
-                row.status = "unknown";
-                out.push_back(line_json(row));
-            }
-        } else {
-            for (const auto& r : rows) out.push_back(line_json(r));
-        }
+        for (const auto& l : control_.lines()) out.push_back(line_json(l));  // the runtime's view, store or not
         send_json(res, 200, json{{"lines", std::move(out)}});
     }
 
@@ -608,10 +578,10 @@ private:
         if (!check_params(req, res, {})) return;
         json patch;
         if (!json_body(req, res, &patch)) return;
-        std::string error;
-        const auto result = control_.update_config(patch, &error);
+        Failure failure;
+        const auto result = control_.update_config(patch, &failure);
         if (!result) {
-            send_error(res, 400, error.empty() ? "invalid configuration" : error);
+            send_error(res, failure.status, failure.message.empty() ? "invalid configuration" : failure.message);
             return;
         }
         send_json(res, 200, *result);

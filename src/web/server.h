@@ -26,6 +26,7 @@ struct LiveCall {
     std::string uid;
     std::string direction;   // "inbound" | "outbound"
     std::string from, to, line, sip_call_id;
+    std::string handler;     // e.g. "conversation"
     std::string state;       // "ringing" | "up"
     store::EpochMs started_at = 0;
     store::EpochMs answered_at = 0;
@@ -38,25 +39,34 @@ struct Readiness {
     bool ready() const { return models_loaded && lines_registered == lines_total; }
 };
 
+// Why a Control request failed: the HTTP status to answer and the message for {"error": ...}.
+struct Failure {
+    int status = 400;
+    std::string message;
+};
+
 // What the server asks of the running Parley (implemented in apps/parley). Every method is thread-safe and
 // returns promptly (requests are queued to the call manager; nothing waits for a call).
 class Control {
 public:
     virtual ~Control() = default;
     virtual std::vector<LiveCall> live_calls() = 0;
-    // Places a call (POST /api/calls). The uid, or "" and *error ("400: ..." for bad input such as an
-    // unknown line, "503: ..." when no call can be placed now).
+    // Places a call (POST /api/calls). The uid, or "" and *failure (400 for bad input such as an unknown line,
+    // 503 when no call can be placed now).
     virtual std::string originate(const std::string& to, const std::string& line, const std::string& first_message,
-                                  std::string* error) = 0;
+                                  Failure* failure) = 0;
     // Hangs up a live call (DELETE /api/calls/{id}). false: no such live call.
     virtual bool hangup(const std::string& uid) = 0;
     // The effective configuration as JSON, secrets removed (docs/api.md "Configuration").
     virtual nlohmann::json config() = 0;
     // Applies and persists a partial configuration (PUT /api/config). On success returns
-    // {"applied": [...keys], "restart_required": [...keys], "config": config()}. On invalid input returns
-    // nullopt and *error is the message for the 400 (e.g. "agent.vad_threshold: expected 0.05..0.95, got 3").
-    virtual std::optional<nlohmann::json> update_config(const nlohmann::json& patch, std::string* error) = 0;
+    // {"applied": [...keys], "restart_required": [...keys], "config": config()}. Otherwise nullopt and *failure:
+    // 400 for invalid input (e.g. "agent.vad_threshold: expected 0.05..0.95, got 3"), 409 while another change
+    // is being applied.
+    virtual std::optional<nlohmann::json> update_config(const nlohmann::json& patch, Failure* failure) = 0;
     virtual Readiness readiness() = 0;
+    // Every configured line with its registration state now ("unknown" before the first REGISTER answer).
+    virtual std::vector<store::LineRow> lines() = 0;
 };
 
 struct ServerOptions {

@@ -28,7 +28,9 @@ public:
     std::vector<std::string> originated;  // "to|line|first_message"
     std::vector<std::string> hung_up;
     std::vector<json> patches;
-    std::string originate_error;
+    web::Failure originate_failure{0, ""};  // status 0 = succeed
+    std::vector<store::LineRow> line_rows = {{"office", "sip:pbx", "1001", "registered", 5000},
+                                             {"spare", "sip:pbx2", "2002", "unknown", 0}};
     web::Readiness ready{true, 1, 1};
     json config_json = json{{"agent", {{"greeting", "hi"}}},
                             {"lines", json::array({json{{"name", "office"}, {"registrar", "sip:pbx"}, {"user", "1001"},
@@ -41,10 +43,10 @@ public:
         return live;
     }
     std::string originate(const std::string& to, const std::string& line, const std::string& first_message,
-                          std::string* error) override {
+                          web::Failure* failure) override {
         std::lock_guard lock(mu);
-        if (!originate_error.empty()) {
-            *error = originate_error;
+        if (originate_failure.status != 0) {
+            *failure = originate_failure;
             return "";
         }
         originated.push_back(to + "|" + line + "|" + first_message);
@@ -62,14 +64,22 @@ public:
         std::lock_guard lock(mu);
         return config_json;
     }
-    std::optional<json> update_config(const json& patch, std::string* error) override {
+    std::optional<json> update_config(const json& patch, web::Failure* failure) override {
         std::lock_guard lock(mu);
         patches.push_back(patch);
         if (patch.contains("bad")) {
-            *error = "bad: unknown section";
+            *failure = {400, "bad: unknown section"};
+            return std::nullopt;
+        }
+        if (patch.contains("busy")) {
+            *failure = {409, "another configuration change is being applied; try again"};
             return std::nullopt;
         }
         return json{{"applied", {"agent.greeting"}}, {"restart_required", json::array()}, {"config", {{"x", 1}}}};
+    }
+    std::vector<store::LineRow> lines() override {
+        std::lock_guard lock(mu);
+        return line_rows;
     }
     web::Readiness readiness() override {
         std::lock_guard lock(mu);
@@ -226,7 +236,7 @@ TEST_F(ServerTest, FiltersPassThrough) {
     EXPECT_EQ(j["total"], 9);
     {
         std::lock_guard lock(control_.mu);
-        control_.live.push_back(web::LiveCall{"c4", "inbound", "", "", "", "", "up", 1004, 0});
+        control_.live.push_back(web::LiveCall{"c4", "inbound", "", "", "", "", "", "up", 1004, 0});
     }
     j = body_json(get("/api/calls?status=live"));
     ASSERT_EQ(j["total"], 1);
@@ -279,12 +289,14 @@ TEST_F(ServerTest, PostCallValidatesAndReturnsUid) {
     }
     EXPECT_EQ(post(R"({"to": "sips:a@b", "first_message": ")" + std::string(1000, 'x') + "\"}")->status, 201);
 
-    control_.originate_error = "400: unknown line: nowhere";
+    control_.originate_failure = {400, "unknown line: nowhere"};
     r = post(R"({"to": "sip:a@b", "line": "nowhere"})");
     EXPECT_EQ(r->status, 400);
     EXPECT_EQ(body_json(r)["error"], "unknown line: nowhere");
-    control_.originate_error = "503: call limit reached";
-    EXPECT_EQ(post(R"({"to": "sip:a@b"})")->status, 503);
+    control_.originate_failure = {503, "call limit reached"};
+    r = post(R"({"to": "sip:a@b"})");
+    EXPECT_EQ(r->status, 503);
+    EXPECT_EQ(body_json(r)["error"], "call limit reached");
     EXPECT_EQ(post(std::string(70 * 1024, ' '))->status, 413);
 }
 
@@ -333,7 +345,7 @@ TEST_F(ServerTest, GetCallAndNotFound) {
 TEST_F(ServerTest, DeleteHangsUpLiveCalls) {
     {
         std::lock_guard lock(control_.mu);
-        control_.live.push_back(web::LiveCall{"1-1", "inbound", "", "", "", "", "up", 1, 0});
+        control_.live.push_back(web::LiveCall{"1-1", "inbound", "", "", "", "", "", "up", 1, 0});
     }
     auto r = client().Delete("/api/calls/1-1", auth());
     ASSERT_TRUE(r);
@@ -344,10 +356,9 @@ TEST_F(ServerTest, DeleteHangsUpLiveCalls) {
 }
 
 TEST_F(ServerTest, RecordingDownloadWithRange) {
-    add_calls(1);
     wav_path_ = tmp_path("rec") + ".wav";
     write_wav(wav_path_, 4000);
-    db_->call_recording("c0", wav_path_);
+    db_->call_started([&] { store::CallRow c; c.uid = "c0"; c.started_at = 1000; c.recording = wav_path_; return c; }());
     db_->flush();
     EXPECT_EQ(body_json(get("/api/calls/c0"))["recording"], true);
     std::ifstream f(wav_path_, std::ios::binary);
@@ -374,14 +385,6 @@ TEST_F(ServerTest, RecordingDownloadWithRange) {
 }
 
 TEST_F(ServerTest, LinesListEveryConfiguredLine) {
-    store::LineRow l;
-    l.name = "office";
-    l.registrar = "sip:pbx";
-    l.user = "1001";
-    l.status = "registered";
-    l.updated_at = 5000;
-    db_->line_status(l);
-    db_->flush();
     const json j = body_json(get("/api/lines"));
     ASSERT_EQ(j["lines"].size(), 2u);
     EXPECT_EQ(j["lines"][0]["name"], "office");
@@ -390,8 +393,13 @@ TEST_F(ServerTest, LinesListEveryConfiguredLine) {
     EXPECT_EQ(j["lines"][1]["name"], "spare");
     EXPECT_EQ(j["lines"][1]["status"], "unknown");
     EXPECT_EQ(j["lines"][1]["registered"], false);
+    EXPECT_EQ(j["lines"][1]["updated_at"], nullptr);
     EXPECT_EQ(j["lines"][1]["user"], "2002");
-    EXPECT_EQ(j.dump().find("password\""), std::string::npos);
+    // A failed line says why; only "registered" counts as registered.
+    control_.line_rows[1].status = "failed: 403 Forbidden";
+    const json k = body_json(get("/api/lines"));
+    EXPECT_EQ(k["lines"][1]["status"], "failed: 403 Forbidden");
+    EXPECT_EQ(k["lines"][1]["registered"], false);
 }
 
 TEST_F(ServerTest, ConfigDelegatesToControl) {
@@ -409,6 +417,8 @@ TEST_F(ServerTest, ConfigDelegatesToControl) {
     r = client().Put("/api/config", auth(), R"({"bad": 1})", "application/json");
     EXPECT_EQ(r->status, 400);
     EXPECT_EQ(body_json(r)["error"], "bad: unknown section");
+    r = client().Put("/api/config", auth(), R"({"busy": 1})", "application/json");
+    EXPECT_EQ(r->status, 409);  // the Control's status goes through as it is
     EXPECT_EQ(client().Put("/api/config", auth(), "[]", "application/json")->status, 400);
     EXPECT_EQ(client().Put("/api/config", auth(), "{", "application/json")->status, 400);
     EXPECT_EQ(client().Put("/api/config", auth(), std::string(65 * 1024, ' '), "application/json")->status, 413);
