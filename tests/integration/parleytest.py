@@ -75,6 +75,19 @@ def wait_until(pred, timeout: float, interval: float = 0.05, what: str = "condit
         time.sleep(interval)
 
 
+def wait_http(base: str, timeout: float = 15.0):
+    """Waits until Parley's HTTP server at `base` (http://host:port) answers GET /healthz with 200."""
+    import urllib.request
+
+    def healthy():
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+    wait_until(healthy, timeout, what=f"GET {base}/healthz")
+
+
 # ----------------------------------------------------------------------------------------------------
 # Ports
 
@@ -223,6 +236,25 @@ class Parley:
     @property
     def sip_addr(self) -> str:
         return f"{self.sip_host}:{self.sip_port}"
+
+    @property
+    def http_base(self) -> str:
+        return "http://" + self.cfg["http"]["listen"]
+
+    def api_get(self, path: str, auth: bool = True) -> tuple[int, bytes]:
+        """GET `path` on this Parley's HTTP server (the token from its config or token_file) -> (status, body)."""
+        import urllib.error
+        import urllib.request
+        headers = {}
+        if auth:
+            http = self.cfg["http"]
+            token = http.get("token") or Path(http["token_file"]).read_text().strip()
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(self.http_base + path, headers=headers), timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
 
     @property
     def pid(self) -> int:

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parleytest import (Test, _udp_free, caller_timeline, check, envelope, free_port, log,  # noqa: E402
-                        wait_until)
+                        wait_http, wait_until)
 
 SECRET = "s3cr3t-Pw-7f3a91-never-shown"
 OLD_GREETING = ("Hello and welcome to the Parley integration test line. This greeting is deliberately long, "
@@ -174,13 +174,7 @@ def main(t: Test):
     t.measure("token_printed_times_first_start", p.text().count(token))
     check(p.text().count(token) == 1, f"the token is printed {p.text().count(token)} times at the first start")
 
-    def healthy():
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-    wait_until(healthy, 15, what=f"GET {base}/healthz")
+    wait_http(base)
     api = Api(base, token)
 
     # --- auth ---
@@ -347,13 +341,12 @@ def main(t: Test):
     oid = res["id"]
     t.measure("outbound_id", oid)
 
-    def get_call(uid):  # the store commits asynchronously: right after the 201 the call may not be there yet
-        st, _, b = api.req("GET", f"/api/calls/{uid}")
-        check(st in (200, 404), f"GET /api/calls/{uid}: {st} {b[:300]!r}")
-        return json.loads(b) if st == 200 else {}
+    # Right after the 201 the call is live (the server answers from the runtime until the store has it): no 404.
+    d = api.json("GET", f"/api/calls/{oid}")
+    check(d["id"] == oid and d["direction"] == "outbound" and d["live"] is True, f"GET right after POST: {d}")
 
     def answered_outbound():
-        d = get_call(oid)
+        d = api.json("GET", f"/api/calls/{oid}")
         return d if d.get("answered_at") else None
     d = wait_until(answered_outbound, 15, interval=0.3, what="the outbound call to be answered")
     check(d["direction"] == "outbound" and d["live"] is True, f"outbound call: {d}")
@@ -395,7 +388,7 @@ def main(t: Test):
     c = run_cli("call", uri, "-m", "Hello from the command line.")
     cid = c.stdout.strip()
     check(c.returncode == 0 and re.fullmatch(r"\d+-\d+", cid), f"parley call: rc {c.returncode}, stdout {c.stdout!r}")
-    wait_until(lambda: get_call(cid).get("answered_at"), 15, interval=0.3,
+    wait_until(lambda: api.json("GET", f"/api/calls/{cid}").get("answered_at"), 15, interval=0.3,
                what="the CLI's call to be answered")
     c = run_cli("hangup", cid)
     check(c.returncode == 0, f"parley hangup {cid}: rc {c.returncode}")
@@ -417,7 +410,7 @@ def main(t: Test):
 
     # --- restart on the same files: token not printed again, the greeting survives ---
     p2 = t.conversation(name="parley2", **sections)
-    wait_until(healthy, 15, what="the restarted Parley's /healthz")
+    wait_http(base)  # the restarted Parley
     check(token_file.read_text().strip() == token, "the token file changed at the restart")
     check(token not in p2.text(), "the token was printed again at the second start")
     cfg = api.json("GET", "/api/config")

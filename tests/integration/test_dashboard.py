@@ -25,7 +25,7 @@ from pathlib import Path
 
 import sys
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import REPO, Test, TestFailure, caller_timeline, check, free_port, log, wait_until  # noqa: E402
+from parleytest import REPO, Test, TestFailure, caller_timeline, check, free_port, log, wait_http  # noqa: E402
 
 SCRIPT = REPO / "tests" / "browser" / "dashboard.mjs"
 PLAYWRIGHT = REPO / "third_party" / "node" / "node_modules" / "playwright-core" / "index.mjs"
@@ -71,13 +71,7 @@ def main(t: Test):
                        http={"listen": f"127.0.0.1:{port}", "token": token,
                              "token_file": str(var / "http-token"), "overrides_file": str(overrides)})
 
-    def healthy():
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-    wait_until(healthy, 15, what=f"GET {base}/healthz")
+    wait_http(base)
     with urllib.request.urlopen(f"{base}/", timeout=5) as r:
         check(r.status == 200 and b"app.js" in r.read(), "GET / does not serve the dashboard (web/index.html)")
 

@@ -5,6 +5,7 @@ with a non-zero expiry within 15 s (the first and a refresh). Then sipp calls si
 looks up the location and relays to Parley, which answers in echo mode (sipp succeeds, the echo carries
 sound). On SIGTERM Parley un-registers: a REGISTER with Expires: 0 (or ;expires=0 / Contact: *) must be
 in the capture. Kamailio is always stopped at the end."""
+import json
 import re
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parleytest import (Kamailio, Test, check, log, rtp_streams, sip_first_line, sip_header,  # noqa: E402
-                        sip_messages, stream_speech_packets)
+                        sip_messages, stream_speech_packets, wait_until)
 
 USER, PASSWORD, DOMAIN = "1001", "secret", "127.0.0.1"
 EXPIRES = 10
@@ -42,6 +43,19 @@ def main(t: Test):
     t_start = time.monotonic()
     ev = p.wait_event("line_registered", timeout=10)
     t.measure("line_registered", ev[0]["_line"].split("event=", 1)[-1])
+    # What operations see of it: /api/lines, /readyz and the registration gauge.
+    def api_line():
+        st, body = p.api_get("/api/lines")
+        lines = json.loads(body)["lines"] if st == 200 else []
+        return lines if lines and lines[0].get("registered") else None
+    lines = wait_until(api_line, 5, what="GET /api/lines to show the line registered")
+    t.measure("api_lines", lines)
+    check(len(lines) == 1 and lines[0]["name"] == "office" and lines[0]["status"] == "registered",
+          f"/api/lines: {lines}")
+    st, body = p.api_get("/readyz", auth=False)
+    check(st == 200 and json.loads(body)["lines_registered"] == 1, f"/readyz with the line registered: {st} {body!r}")
+    st, body = p.api_get("/metrics", auth=False)
+    check('parley_line_registered{line="office"} 1' in body.decode(), "/metrics lacks parley_line_registered 1")
 
     r = t.sipp("uac_echo.xml", f"127.0.0.1:{kport}", service=USER, duration_ms=1600, timeout=20)
     t.measure("call_via_kamailio_sipp_rc", r.rc)

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import Test, caller_timeline, check, free_port, log, wait_until  # noqa: E402
+from parleytest import Test, caller_timeline, check, free_port, log, wait_until, wait_http  # noqa: E402
 
 PROMTOOL = "/usr/bin/promtool"
 PROMETHEUS = "/usr/bin/prometheus"
@@ -88,12 +88,7 @@ def main(t: Test):
                        store={"path": str(db_path)},
                        http={"listen": f"127.0.0.1:{port}", "token": TOKEN, "token_file": str(var / "http-token"),
                              "overrides_file": str(var / "api-config.json")})
-    def healthy():
-        try:
-            return get(f"{base}/healthz", 2)[0] == 200
-        except OSError:
-            return False
-    wait_until(healthy, 15, what="/healthz")
+    wait_http(base)
 
     # served before any call
     st, body = get(f"{base}/metrics")
