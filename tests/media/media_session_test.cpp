@@ -3,8 +3,9 @@
 // A "peer" (UdpEndpoint pair bound to 127.0.0.1, ephemeral ports) plays the remote party: it receives
 // what Parley sends and sends RTP of its own. A RecordingSink stands in for the call handler.
 //
-// Port ranges: this binary owns 38000-38199; port_pool_test.cpp uses 38000-38079 and every test here
-// gets its own two pairs at 38100 + 4*i, so test cases can run in parallel under ctest.
+// Port ranges: this binary owns 32000-32199, below the kernel's ephemeral range (32768+) so no
+// socket another test opens can take them; port_pool_test.cpp uses 32000-32079 and every test here
+// gets its own two pairs at 32100 + 4*i, so test cases can run in parallel under ctest.
 //
 // Timing: every wait is bounded (poll with a deadline). Arrival times for the pacing checks come from
 // the kernel's receive timestamps (SO_TIMESTAMPNS), so a slow test thread does not distort them.
@@ -46,7 +47,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr uint16_t kBase = 38100;
+constexpr uint16_t kBase = 32100;
 constexpr uint16_t base_for(int test_index) { return static_cast<uint16_t>(kBase + 4 * test_index); }
 
 double ms_between(Clock::time_point a, Clock::time_point b) {

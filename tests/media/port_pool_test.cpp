@@ -1,6 +1,7 @@
 // port_pool_test.cpp — RTP/RTCP port pairs from a range, checked against real sockets on 127.0.0.1.
 //
-// Port ranges (this binary owns 38000-38199; port pool tests use 38000-38079, ten ports per test so tests
+// Port ranges (this binary owns 32000-32199, below the kernel's ephemeral range (32768+) so no
+// socket another test opens can take them; port pool tests use 32000-32079, ten ports per test so tests
 // can run in parallel under ctest without stepping on each other).
 #include "media/port_pool.h"
 
@@ -54,7 +55,7 @@ uint16_t bound_port(int fd) {
 }
 
 TEST(PortPool, AcquiresEvenRtpAndOddRtcpBothBound) {
-    PortPool pool("127.0.0.1", 38000, 38009);
+    PortPool pool("127.0.0.1", 32000, 32009);
     EXPECT_EQ(pool.capacity(), 5u);
     EXPECT_EQ(pool.in_use(), 0u);
     std::string err;
@@ -62,8 +63,8 @@ TEST(PortPool, AcquiresEvenRtpAndOddRtcpBothBound) {
     ASSERT_TRUE(s) << err;
     const uint16_t p = s->rtp_port();
     EXPECT_EQ(p % 2, 0) << p;
-    EXPECT_GE(p, 38000);
-    EXPECT_LE(p, 38008);
+    EXPECT_GE(p, 32000);
+    EXPECT_LE(p, 32008);
     EXPECT_EQ(bound_port(s->rtp_fd()), p);
     EXPECT_EQ(bound_port(s->rtcp_fd()), p + 1);
     // Both are really bound: nobody else can take them.
@@ -83,7 +84,7 @@ TEST(PortPool, AcquiresEvenRtpAndOddRtcpBothBound) {
 }
 
 TEST(PortPool, ExhaustedRangeFailsWithMessageAndReleasedPairComesBack) {
-    PortPool pool("127.0.0.1", 38010, 38015);  // 3 pairs
+    PortPool pool("127.0.0.1", 32010, 32015);  // 3 pairs
     ASSERT_EQ(pool.capacity(), 3u);
     std::string err;
     std::vector<std::unique_ptr<RtpSockets>> held;
@@ -94,13 +95,13 @@ TEST(PortPool, ExhaustedRangeFailsWithMessageAndReleasedPairComesBack) {
         ports.insert(s->rtp_port());
         held.push_back(std::move(s));
     }
-    EXPECT_EQ(ports, (std::set<uint16_t>{38010, 38012, 38014}));
+    EXPECT_EQ(ports, (std::set<uint16_t>{32010, 32012, 32014}));
     EXPECT_EQ(pool.in_use(), 3u);
 
     err.clear();
     EXPECT_EQ(pool.acquire(&err), nullptr);
     EXPECT_FALSE(err.empty());
-    EXPECT_NE(err.find("38010"), std::string::npos) << err;  // names the range
+    EXPECT_NE(err.find("32010"), std::string::npos) << err;  // names the range
     EXPECT_EQ(pool.acquire(nullptr), nullptr);               // a null error pointer is fine
     EXPECT_EQ(pool.in_use(), 3u);
 
@@ -115,7 +116,7 @@ TEST(PortPool, ExhaustedRangeFailsWithMessageAndReleasedPairComesBack) {
 }
 
 TEST(PortPool, RoundRobinDoesNotHandBackTheJustReleasedPort) {
-    PortPool pool("127.0.0.1", 38020, 38025);  // 3 pairs
+    PortPool pool("127.0.0.1", 32020, 32025);  // 3 pairs
     std::string err;
     std::vector<uint16_t> order;
     for (int i = 0; i < 6; ++i) {
@@ -125,7 +126,7 @@ TEST(PortPool, RoundRobinDoesNotHandBackTheJustReleasedPort) {
     }  // each released at the end of its iteration
     for (size_t i = 1; i < order.size(); ++i) EXPECT_NE(order[i], order[i - 1]) << "acquire " << i;
     // The first three cover the whole range before any port is reused.
-    EXPECT_EQ(std::set<uint16_t>(order.begin(), order.begin() + 3), (std::set<uint16_t>{38020, 38022, 38024}));
+    EXPECT_EQ(std::set<uint16_t>(order.begin(), order.begin() + 3), (std::set<uint16_t>{32020, 32022, 32024}));
 
     // With one held and one just released, the third (still free) pair is preferred.
     auto a = pool.acquire(&err);
@@ -140,36 +141,36 @@ TEST(PortPool, RoundRobinDoesNotHandBackTheJustReleasedPort) {
 }
 
 TEST(PortPool, SkipsPortsBoundBySomebodyElse) {
-    PortPool pool("127.0.0.1", 38030, 38035);  // 3 pairs
-    int other_rtp = bind_loopback(38030);
-    ASSERT_GE(other_rtp, 0) << "port 38030 busy on this machine";
+    PortPool pool("127.0.0.1", 32030, 32035);  // 3 pairs
+    int other_rtp = bind_loopback(32030);
+    ASSERT_GE(other_rtp, 0) << "port 32030 busy on this machine";
     std::string err;
     auto a = pool.acquire(&err);
     ASSERT_TRUE(a) << err;
-    EXPECT_EQ(a->rtp_port(), 38032);
+    EXPECT_EQ(a->rtp_port(), 32032);
     EXPECT_EQ(pool.in_use(), 1u);
 
     // The odd (RTCP) port of the last pair is taken: that pair is unusable too, and its RTP port is not
     // left bound. Every other pair is busy, so acquire fails cleanly and reserves nothing.
-    int other_rtcp = bind_loopback(38035);
+    int other_rtcp = bind_loopback(32035);
     ASSERT_GE(other_rtcp, 0);
     err.clear();
     EXPECT_EQ(pool.acquire(&err), nullptr);
     EXPECT_FALSE(err.empty());
     EXPECT_EQ(pool.in_use(), 1u);
-    EXPECT_TRUE(can_bind(38034));
+    EXPECT_TRUE(can_bind(32034));
 
     ::close(other_rtp);
     err.clear();
     auto b = pool.acquire(&err);
     ASSERT_TRUE(b) << err;
-    EXPECT_EQ(b->rtp_port(), 38030);
+    EXPECT_EQ(b->rtp_port(), 32030);
     EXPECT_EQ(pool.in_use(), 2u);
     ::close(other_rtcp);
 }
 
 TEST(PortPool, PoolDestroyedBeforeItsLeasesIsSafe) {
-    auto pool = std::make_unique<PortPool>("127.0.0.1", 38040, 38045);
+    auto pool = std::make_unique<PortPool>("127.0.0.1", 32040, 32045);
     std::string err;
     auto a = pool->acquire(&err);
     auto b = pool->acquire(&err);
@@ -200,7 +201,7 @@ TEST(PortPool, PoolDestroyedBeforeItsLeasesIsSafe) {
 }
 
 TEST(PortPool, ConcurrentAcquireHandsOutDistinctPairs) {
-    PortPool pool("127.0.0.1", 38050, 38065);  // 8 pairs
+    PortPool pool("127.0.0.1", 32050, 32065);  // 8 pairs
     ASSERT_EQ(pool.capacity(), 8u);
     std::mutex mu;
     std::vector<std::unique_ptr<RtpSockets>> held;
@@ -227,18 +228,18 @@ TEST(PortPool, ConcurrentAcquireHandsOutDistinctPairs) {
 }
 
 TEST(PortPool, OddBoundsUseOnlyWholeEvenOddPairs) {
-    PortPool pool("127.0.0.1", 38071, 38076);  // pairs 38072/3 and 38074/5; 38076 has no odd partner
+    PortPool pool("127.0.0.1", 32071, 32076);  // pairs 32072/3 and 32074/5; 32076 has no odd partner
     EXPECT_EQ(pool.capacity(), 2u);
     std::string err;
     auto a = pool.acquire(&err);
     auto b = pool.acquire(&err);
     ASSERT_TRUE(a && b) << err;
-    EXPECT_EQ((std::set<uint16_t>{a->rtp_port(), b->rtp_port()}), (std::set<uint16_t>{38072, 38074}));
+    EXPECT_EQ((std::set<uint16_t>{a->rtp_port(), b->rtp_port()}), (std::set<uint16_t>{32072, 32074}));
     EXPECT_EQ(pool.acquire(&err), nullptr);
 }
 
 TEST(PortPool, EmptyRangeFailsWithMessage) {
-    PortPool pool("127.0.0.1", 38078, 38078);
+    PortPool pool("127.0.0.1", 32078, 32078);
     EXPECT_EQ(pool.capacity(), 0u);
     std::string err;
     EXPECT_EQ(pool.acquire(&err), nullptr);

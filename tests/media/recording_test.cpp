@@ -367,7 +367,7 @@ TEST(Recording, TapResamplesWhatWasSentAndPairsItWithTheReceivedFrame) {
     EXPECT_GT(power_at(right, 1000), 0.1 * power_at(tone(1000, right.size(), 0, 8000), 1000));
 }
 
-// ---- the MediaSession tap, on real loopback sockets (ports 38300-38303: this binary's own range) ----
+// ---- the MediaSession tap, on real loopback sockets (ports 32300-32303: this binary's own range) ----
 
 class CollectingTap final : public MediaTap {
 public:
@@ -404,7 +404,7 @@ TEST(Recording, MediaSessionTapSeesExactlyWhatWasSentAndEveryReceivedFrame) {
     ::getsockname(peer, reinterpret_cast<sockaddr*>(&a), &len);
     const uint16_t peer_port = ntohs(a.sin_port);
 
-    PortPool pool("127.0.0.1", 38300, 38303);
+    PortPool pool("127.0.0.1", 32300, 32303);
     std::string error;
     auto sockets = pool.acquire(&error);
     ASSERT_TRUE(sockets) << error;
