@@ -349,6 +349,7 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         r.str("prompt", cfg.stt.prompt);
         r.integer("threads", cfg.stt.threads, 1, 256);
         r.integer("workers", cfg.stt.workers, 1, 256);
+        r.boolean("fit_window", cfg.stt.fit_window);
         read_remote(r, cfg.stt.remote);
         r.reject_unknown();
         if (!r.ok() || !check_engine("stt", cfg.stt.engine, cfg.stt.remote)) return fail(error);
@@ -526,6 +527,7 @@ language = "en"                  # or "auto"
 prompt = ""                      # initial prompt: names and words callers will say
 threads = 2                      # threads per decode
 workers = 2                      # decodes at once (one whisper_state each)
+fit_window = true                # size the encoder to the utterance, not whisper's full 30 s window
 # base_url = "http://127.0.0.1:8081/v1"   # engine = "openai"
 # api_key = ""
 # remote_model = "whisper-1"

@@ -88,7 +88,8 @@ json config_to_json(const Config& c) {
     add(j["llm"], remote_json(l.remote));
     const auto& s = c.stt;
     j["stt"] = {{"engine", s.engine}, {"model", s.model},     {"vad_model", s.vad_model}, {"language", s.language},
-                {"prompt", s.prompt}, {"threads", s.threads}, {"workers", s.workers}};
+                {"prompt", s.prompt}, {"threads", s.threads}, {"workers", s.workers},
+                {"fit_window", s.fit_window}};
     add(j["stt"], remote_json(s.remote));
     const auto& t = c.tts;
     j["tts"] = {{"engine", t.engine},
