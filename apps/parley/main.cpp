@@ -274,6 +274,7 @@ struct Runtime {
         so.listen_port = config.sip.listen_port;
         so.user_agent = config.sip.user_agent;
         so.lines = config.lines;
+        so.tls = config.sip.tls;
         sip = sip::SipStack::start(so, *calls, &err);
         if (!sip) {
             PLOG_ERROR("event=startup_failed error=\"{}\"", err);

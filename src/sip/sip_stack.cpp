@@ -4,14 +4,23 @@
 // threads enqueue closures under `queue_mu_` and poke an eventfd that the su_root loop waits on.
 #include "sip/sip_stack.h"
 
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <sofia-sip/nua.h>
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/sip_tag.h>
+#include <sofia-sip/tport_tag.h>
+#include <sofia-sip/msg.h>
+#include <sofia-sip/msg_addr.h>
 #include <sofia-sip/su.h>
 #include <sofia-sip/su_log.h>
 #include <sofia-sip/su_tag.h>
@@ -24,6 +33,8 @@
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <condition_variable>
 #include <deque>
 #include <fmt/format.h>
@@ -85,15 +96,254 @@ std::string payload_str(const sip_t* sip) {
     return std::string(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
 }
 
-// "sip:pbx.example.com:5080;transport=tcp" -> "pbx.example.com"
+// "sip:pbx.example.com:5080;transport=tcp" (or sips:) -> "pbx.example.com"
 std::string host_of(const std::string& uri) {
-    std::string s = uri.rfind("sip:", 0) == 0 ? uri.substr(4) : uri;
+    std::string s = uri.rfind("sip:", 0) == 0 ? uri.substr(4) : uri.rfind("sips:", 0) == 0 ? uri.substr(5) : uri;
     if (auto at = s.find('@'); at != std::string::npos) s = s.substr(at + 1);
     if (!s.empty() && s[0] == '[') return s.substr(0, s.find(']') + 1);
     return s.substr(0, s.find_first_of(":;>"));
 }
 
 constexpr int kMaxBackoffMs = 60000;
+
+// ---- SIP over TLS: helpers (docs/tls.md) -----------------------------------------------------------
+//
+// sofia-sip's TLS transport reads its files from one directory (NUTAG_CERTIFICATE_DIR): agent.pem (our
+// certificate followed by its private key) and cafile.pem (the CAs that verify peers). Parley assembles that
+// directory from sip.tls_cert / tls_key / tls_ca_file at start, private (0700, files 0600).
+//
+// sofia-sip reports a refused certificate only in its own log (the connection is closed and the REGISTER
+// gets a locally made 503); the logger below keeps those diagnostics so that the failed line can say why.
+
+// Reasons are queued in the order connections failed, and each failed TLS registration takes the oldest
+// one: connections fail and their REGISTERs fail in the same order, so with several TLS lines each names
+// its own reason. Entries older than 40 s are dropped.
+struct TlsDiagnostics {
+    struct Entry {
+        std::string text;
+        std::chrono::steady_clock::time_point at;
+        std::string host;  // the peer's host when sofia names it (subject mismatch), else ""
+    };
+    std::deque<Entry> queue;
+    int depth = -1;       // of the certificate being reported by tls_verify_cb
+    std::string subject;
+};
+std::mutex tls_diag_mu;
+TlsDiagnostics tls_diag;  // guarded by tls_diag_mu
+
+void push_tls_diagnostic(std::string text, std::chrono::steady_clock::time_point now, std::string host = "") {
+    while (!tls_diag.queue.empty() &&
+           (tls_diag.queue.size() >= 16 || now - tls_diag.queue.front().at > std::chrono::seconds(40)))
+        tls_diag.queue.pop_front();
+    tls_diag.queue.push_back({std::move(text), now, std::move(host)});
+}
+
+// Called with each complete sofia-sip log line.
+void note_tls_diagnostic(const std::string& msg) {
+    auto now = std::chrono::steady_clock::now();
+    std::lock_guard lk(tls_diag_mu);
+    // tport_tls.c tls_verify_cb: "-Error with certificate at depth: 0", "  issuer   = /CN=...",
+    // "  subject  = /CN=...", "  err 20:unable to get local issuer certificate"
+    if (auto p = msg.find("Error with certificate at depth:"); p != std::string::npos) {
+        tls_diag.depth = std::atoi(msg.c_str() + p + 32);
+        tls_diag.subject.clear();
+        return;
+    }
+    if (auto p = msg.find("subject  = "); p != std::string::npos && tls_diag.depth >= 0) {
+        tls_diag.subject = msg.substr(p + 11);
+        return;
+    }
+    if (msg.rfind("  err ", 0) == 0 && tls_diag.depth >= 0) {
+        std::string why = msg.substr(6);
+        if (auto colon = why.find(':'); colon != std::string::npos) why = why.substr(colon + 1);
+        push_tls_diagnostic(fmt::format("certificate verify failed: {} (depth {}{}{})", why, tls_diag.depth,
+                                        tls_diag.subject.empty() ? "" : ", subject ", tls_diag.subject),
+                            now);
+        tls_diag.depth = -1;
+        return;
+    }
+    // tls_post_connection_check: "tls_post_connection_check(0x...): Peer Subject Mismatch (pbx.example.com)"
+    if (auto p = msg.find("Peer Subject Mismatch ("); p != std::string::npos) {
+        std::string host = msg.substr(p + 23);
+        if (!host.empty() && host.back() == ')') host.pop_back();
+        push_tls_diagnostic(fmt::format("certificate does not name the host {} (sofia-sip matches the CN or a "
+                                        "DNS subjectAltName exactly)", host),
+                            now, host);
+        return;
+    }
+    // tls_connect: "tls_connect(0x...): TLS setup failed (error:00000001:...)": the handshake itself failed
+    // (alert from the peer, e.g. it wanted a client certificate it could verify, or no common protocol).
+    if (msg.find("TLS setup failed") != std::string::npos)
+        push_tls_diagnostic("handshake failed (the peer ended it: no common protocol or cipher, or it refused "
+                            "our client certificate or its absence)",
+                            now);
+}
+
+// The oldest reason not yet taken that may concern `host` (one naming that host, or naming none), noted
+// after `since`; "" when none.
+std::string take_tls_diagnostic(const std::string& host, std::chrono::steady_clock::time_point since) {
+    std::lock_guard lk(tls_diag_mu);
+    for (auto it = tls_diag.queue.begin(); it != tls_diag.queue.end(); ++it) {
+        if (it->at < since || (!it->host.empty() && it->host != host)) continue;
+        std::string text = std::move(it->text);
+        tls_diag.queue.erase(it);
+        return text;
+    }
+    return "";
+}
+
+bool iequals_prefix(const std::string& s, const char* prefix) {
+    for (size_t i = 0; prefix[i]; ++i)
+        if (i >= s.size() || std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
+    return true;
+}
+
+std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// "sips:..." or a ";transport=tls" parameter.
+bool uri_is_tls(const std::string& uri) {
+    return iequals_prefix(uri, "sips:") || lower(uri).find(";transport=tls") != std::string::npos;
+}
+
+// ";transport=udp" / ";transport=tcp" (anything but tls) named explicitly.
+bool uri_names_clear_transport(const std::string& uri) {
+    std::string l = lower(uri);
+    auto p = l.find(";transport=");
+    return p != std::string::npos && l.compare(p + 11, 3, "tls") != 0;
+}
+
+// A plain sip: URI with no transport gets ";transport=tls" (before any headers "?...").
+std::string force_tls(const std::string& uri) {
+    if (uri_is_tls(uri)) return uri;
+    auto q = uri.find('?');
+    if (q == std::string::npos) return uri + ";transport=tls";
+    return uri.substr(0, q) + ";transport=tls" + uri.substr(q);
+}
+
+bool read_file(const std::string& path, std::string* out, std::string* error) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) {
+        *error = fmt::format("cannot read {}: {}", path, std::strerror(errno));
+        return false;
+    }
+    out->clear();
+    char buf[8192];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && out->size() < (16u << 20)) out->append(buf, n);
+    std::fclose(f);
+    return true;
+}
+
+// Writes `data` to `path` with mode 0600 (created or truncated).
+bool write_private_file(const std::string& path, const std::string& data, std::string* error) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || ::fchmod(fd, 0600) != 0) {
+        *error = fmt::format("cannot write {}: {}", path, std::strerror(errno));
+        if (fd >= 0) ::close(fd);
+        return false;
+    }
+    size_t off = 0;
+    while (off < data.size()) {
+        ssize_t w = ::write(fd, data.data() + off, data.size() - off);
+        if (w <= 0) {
+            *error = fmt::format("cannot write {}: {}", path, std::strerror(errno));
+            ::close(fd);
+            return false;
+        }
+        off += static_cast<size_t>(w);
+    }
+    ::close(fd);
+    return true;
+}
+
+// A P-256 key and a self-signed certificate (CN=parley-self-signed, one year), as PEM: cert then key.
+// Used when a TLS listener is needed and sip.tls_cert is not set. Returns "" on failure.
+std::string make_self_signed_pem(std::string* fingerprint) {
+    std::string out;
+    EVP_PKEY* key = EVP_EC_gen("P-256");
+    X509* x = X509_new();
+    BIO* bio = BIO_new(BIO_s_mem());
+    if (key && x && bio) {
+        ASN1_INTEGER_set(X509_get_serialNumber(x), static_cast<long>(std::time(nullptr)));
+        X509_set_version(x, 2);
+        X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+        X509_gmtime_adj(X509_getm_notAfter(x), 365L * 24 * 3600);
+        X509_set_pubkey(x, key);
+        X509_NAME* name = X509_get_subject_name(x);
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                   reinterpret_cast<const unsigned char*>("parley-self-signed"), -1, -1, 0);
+        X509_set_issuer_name(x, name);
+        if (X509_sign(x, key, EVP_sha256()) > 0 && PEM_write_bio_X509(bio, x) &&
+            PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr)) {
+            char* data = nullptr;
+            long n = BIO_get_mem_data(bio, &data);
+            if (n > 0) out.assign(data, static_cast<size_t>(n));
+            unsigned char md[EVP_MAX_MD_SIZE];
+            unsigned int len = 0;
+            if (X509_digest(x, EVP_sha256(), md, &len)) {
+                for (unsigned i = 0; i < len; ++i) *fingerprint += fmt::format("{}{:02X}", i ? ":" : "", md[i]);
+            }
+        }
+    }
+    if (bio) BIO_free(bio);
+    if (x) X509_free(x);
+    if (key) EVP_PKEY_free(key);
+    return out;
+}
+
+// Assembles sofia-sip's certificate directory (see above) from the configuration. Returns its path, or ""
+// with *error set.
+std::string prepare_tls_dir(const SipTlsConfig& tls, std::string* error) {
+    const std::string& dir = tls.dir;
+    std::string err;
+    // Create each missing component; only the last one (ours) is forced to 0700.
+    for (size_t p = 1; p <= dir.size(); ++p) {
+        if (p != dir.size() && dir[p] != '/') continue;
+        std::string part = dir.substr(0, p);
+        if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+            *error = fmt::format("sip.tls_dir: cannot create {}: {}", part, std::strerror(errno));
+            return "";
+        }
+    }
+    struct stat st {};
+    if (::chmod(dir.c_str(), 0700) != 0 || ::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        *error = fmt::format("sip.tls_dir: {} is not a directory we can make private (0700)", dir);
+        return "";
+    }
+    std::string agent;
+    if (!tls.cert.empty()) {
+        std::string cert, key;
+        if (!read_file(tls.cert, &cert, &err)) return *error = "sip.tls_cert: " + err, "";
+        if (cert.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+            return *error = fmt::format("sip.tls_cert: {} holds no PEM certificate", tls.cert), "";
+        if (!tls.key.empty() && !read_file(tls.key, &key, &err)) return *error = "sip.tls_key: " + err, "";
+        const std::string& k = tls.key.empty() ? cert : key;
+        if (k.find("PRIVATE KEY-----") == std::string::npos)
+            return *error = fmt::format("{}: {} holds no PEM private key", tls.key.empty() ? "sip.tls_cert"
+                                                                                          : "sip.tls_key",
+                                        tls.key.empty() ? tls.cert : tls.key), "";
+        agent = cert;
+        if (!agent.empty() && agent.back() != '\n') agent += '\n';
+        if (!tls.key.empty()) agent += key;
+        PLOG_INFO("event=sip_tls_cert cert={} key={}", tls.cert, tls.key.empty() ? tls.cert : tls.key);
+    } else {
+        std::string fp;
+        agent = make_self_signed_pem(&fp);
+        if (agent.empty()) return *error = "TLS: cannot generate a self-signed certificate", "";
+        PLOG_WARN("event=sip_tls_self_signed sha256={} note=\"sip.tls_cert is not set: the TLS listener uses a "
+                  "certificate made at start; peers that verify it will refuse it\"", fp);
+    }
+    std::string ca;
+    if (!read_file(tls.ca_file, &ca, &err)) return *error = "sip.tls_ca_file: " + err, "";
+    if (ca.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+        return *error = fmt::format("sip.tls_ca_file: {} holds no PEM certificate", tls.ca_file), "";
+    if (!write_private_file(dir + "/agent.pem", agent, &err) || !write_private_file(dir + "/cafile.pem", ca, &err))
+        return *error = "sip.tls_dir: " + err, "";
+    return dir;
+}
 
 // sofia-sip prints diagnostics (e.g. "tport_udp_error: Connection refused") to stderr in fragments;
 // collect them into whole lines and log each as one event, at most 20 a second.
@@ -105,6 +355,7 @@ void sofia_logger(void*, const char* fmt, va_list ap) {
     char buf[1024];
     std::vsnprintf(buf, sizeof buf, fmt, ap);
     std::vector<std::string> complete;  // logged after the lock is released: no lock across the write
+    std::vector<std::string> all;       // every line, also those over the rate limit (TLS diagnostics)
     {
         std::lock_guard lk(mu);
         line += buf;
@@ -115,6 +366,7 @@ void sofia_logger(void*, const char* fmt, va_list ap) {
             for (auto& c : msg)
                 if (c == '"') c = '\'';
             if (msg.empty()) continue;
+            all.push_back(msg);
             auto now = std::chrono::steady_clock::now();
             if (now - window > std::chrono::seconds(1)) {
                 window = now;
@@ -124,6 +376,7 @@ void sofia_logger(void*, const char* fmt, va_list ap) {
         }
         if (line.size() > 4096) line.clear();
     }
+    for (auto& msg : all) note_tls_diagnostic(msg);  // SIP over TLS: why a connection was refused
     for (auto& msg : complete) PLOG_WARN("event=sofia_log msg=\"{}\"", msg);
 }
 
@@ -172,6 +425,8 @@ struct SipStack::Impl {
         bool auth_pending = false;
         bool unregistering = false;
         int backoff_ms = 1000;
+        su_timer_t* tls_watch = nullptr;  // SIP over TLS: fails a REGISTER whose connection sofia refused
+        std::chrono::steady_clock::time_point attempt_at;
     };
     su_root_t* root = nullptr;
     int wake_index = -1;
@@ -256,7 +511,22 @@ struct SipStack::Impl {
                                                         ? "[" + options.listen_host + "]"
                                                         : options.listen_host,
                                       options.listen_port ? std::to_string(options.listen_port) : "*");
+        // SIP over TLS: a sips: listener with the certificate directory; outgoing connections verify the
+        // peer's chain (cafile.pem) and that its certificate names the host we connect to.
+        std::string sips_url, cert_dir;
+        if (options.tls.enabled()) {
+            cert_dir = prepare_tls_dir(options.tls, error);
+            if (cert_dir.empty()) return false;
+            const std::string& th = options.tls.listen_host;
+            sips_url = fmt::format("sips:{}:{}", th.find(':') != std::string::npos ? "[" + th + "]" : th,
+                                   options.tls.listen_port ? std::to_string(options.tls.listen_port) : "*");
+        }
+        bool tls = !sips_url.empty();
         nua = nua_create(root, &Impl::on_nua_event, reinterpret_cast<nua_magic_t*>(this), NUTAG_URL(url.c_str()),
+                         TAG_IF(tls, NUTAG_SIPS_URL(sips_url.c_str())),
+                         TAG_IF(tls, NUTAG_CERTIFICATE_DIR(cert_dir.c_str())),
+                         TAG_IF(tls, TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_SUBJECTS_OUT)),
+                         TAG_IF(tls, TPTAG_TLS_VERIFY_DATE(1)), TAG_IF(tls, TPTAG_TLS_VERIFY_DEPTH(5)),
                          SIPTAG_USER_AGENT_STR(options.user_agent.c_str()),
                          NUTAG_MEDIA_ENABLE(0),      // SDP is ours (src/sdp), sofia only carries it
                          NUTAG_AUTOANSWER(0), NUTAG_AUTOACK(1), NUTAG_ENABLEINVITE(1),
@@ -264,14 +534,19 @@ struct SipStack::Impl {
                          NUTAG_OUTBOUND("no-options-keepalive, no-validate, no-natify"),
                          NUTAG_SESSION_TIMER(0), TAG_END());
         if (!nua) {
-            *error = fmt::format("cannot listen on {} (UDP and TCP): address in use or not local", url);
+            *error = tls ? fmt::format("cannot listen on {} (UDP and TCP) and {} (TLS): address in use, not "
+                                       "local, or the TLS files in {} are not usable (see the sofia_log lines)",
+                                       url, sips_url, cert_dir)
+                         : fmt::format("cannot listen on {} (UDP and TCP): address in use or not local", url);
             return false;
         }
+        if (tls) PLOG_INFO("event=sip_tls_listening url={} ca_file={}", sips_url, options.tls.ca_file);
         for (size_t i = 0; i < options.lines.size(); ++i) {
             auto l = std::make_unique<Line>();
             l->cfg = options.lines[i];
             l->index = i;
             l->retry = su_timer_create(su_root_task(root), 0);
+            if (l->cfg.transport == "tls") l->tls_watch = su_timer_create(su_root_task(root), 0);
             lines.push_back(std::move(l));
         }
         for (auto& l : lines) register_line(*l);
@@ -284,6 +559,12 @@ struct SipStack::Impl {
         std::string registrar = l.cfg.registrar;
         if (l.cfg.transport == "tcp" && registrar.find("transport=") == std::string::npos)
             registrar += ";transport=tcp";
+        if (l.cfg.transport == "tls") {
+            registrar = force_tls(registrar);  // TLS only: never UDP/TCP for a tls line
+            l.attempt_at = std::chrono::steady_clock::now();
+            su_timer_set_interval(l.tls_watch, &Impl::on_tls_watch, reinterpret_cast<su_timer_arg_t*>(&l),
+                                  kTlsWatchMs);
+        }
         if (!l.nh) {
             std::string to = l.cfg.display_name.empty() ? aor
                                                         : fmt::format("\"{}\" <{}>", l.cfg.display_name, aor);
@@ -309,6 +590,38 @@ struct SipStack::Impl {
         auto* self = reinterpret_cast<Impl*>(magic);
         if (self->shutting_down) return;
         self->register_line(*reinterpret_cast<Line*>(arg));
+    }
+
+    // SIP over TLS. sofia-sip closes a connection whose certificate it refuses without failing the REGISTER
+    // waiting for it: that one would end by timer F (408 after 32 s). kTlsWatchMs after each attempt, a line
+    // still waiting whose connection sofia refused (a diagnostic noted since the attempt, for its host or
+    // naming none) fails now with that reason: its handle (and the transaction) is destroyed, and it retries
+    // with the usual backoff.
+    static constexpr int kTlsWatchMs = 2000;
+    static void on_tls_watch(su_root_magic_t* magic, su_timer_t*, su_timer_arg_t* arg) {
+        auto* self = reinterpret_cast<Impl*>(magic);
+        auto& l = *reinterpret_cast<Line*>(arg);
+        if (self->shutting_down || l.unregistering || !l.nh) return;
+        {
+            std::lock_guard lk(self->lines_mu);
+            if (self->line_status[l.index].state != LineState::kRegistering) return;
+        }
+        std::string why = take_tls_diagnostic(host_of(l.cfg.registrar), l.attempt_at);
+        if (why.empty()) return;  // no refusal seen: the REGISTER is merely slow (timer F still bounds it)
+        nua_handle_destroy(l.nh);
+        l.nh = nullptr;
+        l.auth_pending = false;
+        self->fail_line_tls(l, 503, "TLS connection refused", why);
+    }
+
+    void fail_line_tls(Line& l, int status, const char* phrase, std::string why) {
+        for (auto& c : why)
+            if (c == '"') c = '\'';
+        std::string ph = fmt::format("{} (TLS: {})", phrase ? phrase : "", why);
+        PLOG_WARN("event=line_register_failed line={} status={} phrase=\"{}\" reason=\"TLS: {}\"", l.cfg.name,
+                  status, phrase ? phrase : "", why);
+        publish_line(l, LineState::kFailed, status, ph.c_str(), 0);
+        if (!shutting_down) schedule_reregister(l);
     }
 
     bool authenticate(nua_handle_t* nh, const sip_t* sip, const LineConfig& cfg) {
@@ -344,11 +657,20 @@ struct SipStack::Impl {
                 expires = std::atoi(sip->sip_contact->m_expires);
             else if (sip && sip->sip_expires)
                 expires = static_cast<int>(sip->sip_expires->ex_delta);
+            if (l.tls_watch) su_timer_reset(l.tls_watch);
             PLOG_INFO("event=line_registered line={} status={} expires={}", l.cfg.name, status, expires);
             publish_line(l, LineState::kRegistered, status, phrase, expires);
             return;
         }
         l.auth_pending = false;
+        // SIP over TLS: a connection that failed gets a locally made 503 (or 408): say why, if sofia said.
+        if (l.cfg.transport == "tls" && (status == 503 || status == 408)) {
+            su_timer_reset(l.tls_watch);
+            std::string why = take_tls_diagnostic(host_of(l.cfg.registrar), l.attempt_at);
+            if (why.empty()) why = "no diagnostic from sofia-sip: no connection (refused, unreachable), or the "
+                                   "registrar answered this itself";
+            return fail_line_tls(l, status, phrase, why);
+        }
         PLOG_WARN("event=line_register_failed line={} status={} phrase=\"{}\"", l.cfg.name, status,
                   phrase ? phrase : "");
         publish_line(l, LineState::kFailed, status, phrase, 0);
@@ -482,6 +804,17 @@ struct SipStack::Impl {
         }
     }
 
+    // SIP over TLS: whether the request being handled came over a TLS connection. NUA does not expose the
+    // receiving transport: the last hop's Via (SIP/2.0/TLS) says it, and the message must have come over a
+    // stream socket (a UDP datagram claiming TLS is not believed). docs/tls.md discusses the limit.
+    bool arrived_over_tls(const sip_t* sip) {
+        if (!options.tls.enabled() || !sip || !sip->sip_via || !sip->sip_via->v_protocol) return false;
+        if (lower(sip->sip_via->v_protocol) != "sip/2.0/tls") return false;
+        msg_t* msg = nua_current_request(nua);
+        su_addrinfo_t* ai = msg ? msg_addrinfo(msg) : nullptr;
+        return ai && ai->ai_protocol == IPPROTO_TCP;
+    }
+
     void on_new_invite(nua_handle_t* nh, const sip_t* sip) {
         if (shutting_down) {
             nua_respond(nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
@@ -513,6 +846,8 @@ struct SipStack::Impl {
             if (sip->sip_content_type && sip->sip_content_type->c_type)
                 info.content_type = sip->sip_content_type->c_type;
             info.body = payload_str(sip);
+            info.secure = arrived_over_tls(sip);
+            if (info.secure) PLOG_INFO("event=sip_invite_secure dialog={} call_id={} transport=tls", d.id, info.call_id);
         }
         d.line = info.line;
         if (Line* l = line_by_name(info.line)) d.contact_user = l->cfg.user;
@@ -654,7 +989,22 @@ struct SipStack::Impl {
         }
         if (l) d.local_uri = fmt::format("sip:{}@{}", l->cfg.user,
                                          l->cfg.domain.empty() ? host_of(l->cfg.registrar) : l->cfg.domain);
-        d.nh = nua_handle(nua, reinterpret_cast<nua_hmagic_t*>(&d), SIPTAG_TO_STR(uri.c_str()),
+        // SIP over TLS: a tls line's calls go over TLS or not at all.
+        std::string target = uri;
+        if (l && l->cfg.transport == "tls") {
+            if (uri_names_clear_transport(uri)) {
+                PLOG_WARN("event=call_refused_clear uri={} line={} reason=\"the line uses TLS; the URI names "
+                          "another transport\"", uri, l->cfg.name);
+                dialogs.emplace(id, std::move(owned));
+                d.state = DialogState::kTerminated;
+                d.final_status = 400;
+                d.final_phrase = "Line requires TLS";
+                events.on_terminated(id, EndCause::kFailed, 400, "Line requires TLS");
+                return;
+            }
+            target = force_tls(uri);
+        }
+        d.nh = nua_handle(nua, reinterpret_cast<nua_hmagic_t*>(&d), SIPTAG_TO_STR(target.c_str()),
                           TAG_IF(!from.empty(), SIPTAG_FROM_STR(from.c_str())), TAG_END());
         dialogs.emplace(id, std::move(owned));
         if (!d.nh) {
@@ -699,11 +1049,16 @@ struct SipStack::Impl {
                 std::lock_guard lk(lines_mu);
                 registered = line_status[l->index].state == LineState::kRegistered;
             }
+            if (l->tls_watch) su_timer_reset(l->tls_watch);
             if (l->nh && registered) {
                 l->unregistering = true;
                 l->auth_pending = false;
                 ++unregisters_pending;
                 nua_unregister(l->nh, TAG_END());
+            } else if (l->nh && l->cfg.transport == "tls") {
+                // A REGISTER stuck on a refused TLS connection would hold nua_shutdown until timer F.
+                nua_handle_destroy(l->nh);
+                l->nh = nullptr;
             }
         }
         shutdown_timer = su_timer_create(su_root_task(root), 0);
@@ -755,6 +1110,8 @@ struct SipStack::Impl {
         for (auto& l : lines) {
             if (l->retry) su_timer_destroy(l->retry);
             l->retry = nullptr;
+            if (l->tls_watch) su_timer_destroy(l->tls_watch);
+            l->tls_watch = nullptr;
         }
         if (shutdown_timer) su_timer_destroy(shutdown_timer);
         shutdown_timer = nullptr;
@@ -767,6 +1124,7 @@ struct SipStack::Impl {
         }
         if (nua) nua_destroy(nua);  // destroys remaining handles
         nua = nullptr;
+        if (options.tls.enabled()) ::unlink((options.tls.dir + "/agent.pem").c_str());  // our key's copy
         dialogs.clear();
         lines.clear();
         if (root && wake_index > 0) su_root_deregister(root, wake_index);
@@ -854,6 +1212,19 @@ void SipStack::send_info_dtmf(DialogId id, char digit) {
 void SipStack::refer(DialogId id, const std::string& target) {
     Impl* impl = impl_.get();
     impl->post([impl, id, target] { impl->do_refer(id, target); });
+}
+
+bool SipStack::invite_secure(const std::string& uri, const std::string& line) const {
+    if (uri_is_tls(uri)) return true;
+    const auto& lines = impl_->options.lines;
+    const LineConfig* l = nullptr;
+    if (line.empty()) {
+        l = lines.empty() ? nullptr : &lines.front();
+    } else {
+        for (auto& c : lines)
+            if (c.name == line) l = &c;
+    }
+    return l && l->transport == "tls" && !uri_names_clear_transport(uri);
 }
 
 std::vector<LineStatus> SipStack::lines() const {
