@@ -28,6 +28,7 @@
 #include <sofia-sip/su_wait.h>
 #include <sofia-sip/url.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -171,6 +172,17 @@ void note_tls_diagnostic(const std::string& msg) {
                             now, host);
         return;
     }
+    // tls_read after the handshake: "tls_read: SSL_read: 0a000418:SSL routines:(null):tlsv1 alert unknown ca":
+    // the peer sent an alert: with TLS 1.3 that is how a server refuses our client certificate (or its absence).
+    if (auto p = msg.find("SSL_read: "); p != std::string::npos && msg.find("alert") != std::string::npos) {
+        std::string why = msg.substr(msg.rfind(':') + 1);
+        std::string hint;
+        if (why.find("unknown ca") != std::string::npos || why.find("bad certificate") != std::string::npos ||
+            why.find("certificate required") != std::string::npos)
+            hint = " (the peer refused our client certificate or its absence: sip.tls_cert)";
+        push_tls_diagnostic(fmt::format("the peer ended the connection: {}{}", why, hint), now);
+        return;
+    }
     // tls_connect: "tls_connect(0x...): TLS setup failed (error:00000001:...)": the handshake itself failed
     // (alert from the peer, e.g. it wanted a client certificate it could verify, or no common protocol).
     if (msg.find("TLS setup failed") != std::string::npos)
@@ -179,17 +191,28 @@ void note_tls_diagnostic(const std::string& msg) {
                             now);
 }
 
-// The oldest reason not yet taken that may concern `host` (one naming that host, or naming none), noted
-// after `since`; "" when none.
-std::string take_tls_diagnostic(const std::string& host, std::chrono::steady_clock::time_point since) {
+// A reason not yet taken that may concern `host` (one naming that host, or naming none), noted after
+// `since`; "" when none. The newest one for a failure sofia reports at once (a 503 right after the
+// connection broke), the oldest for one found later (the watch timer: failures in connection order).
+std::string take_tls_diagnostic(const std::string& host, std::chrono::steady_clock::time_point since,
+                                bool newest) {
     std::lock_guard lk(tls_diag_mu);
-    for (auto it = tls_diag.queue.begin(); it != tls_diag.queue.end(); ++it) {
-        if (it->at < since || (!it->host.empty() && it->host != host)) continue;
-        std::string text = std::move(it->text);
-        tls_diag.queue.erase(it);
-        return text;
+    auto& q = tls_diag.queue;
+    auto fits = [&](const TlsDiagnostics::Entry& e) { return e.at >= since && (e.host.empty() || e.host == host); };
+    auto it = q.end();
+    if (newest) {
+        for (auto r = q.rbegin(); r != q.rend(); ++r)
+            if (fits(*r)) {
+                it = std::prev(r.base());
+                break;
+            }
+    } else {
+        it = std::find_if(q.begin(), q.end(), fits);
     }
-    return "";
+    if (it == q.end()) return "";
+    std::string text = std::move(it->text);
+    q.erase(it);
+    return text;
 }
 
 bool iequals_prefix(const std::string& s, const char* prefix) {
@@ -606,7 +629,7 @@ struct SipStack::Impl {
             std::lock_guard lk(self->lines_mu);
             if (self->line_status[l.index].state != LineState::kRegistering) return;
         }
-        std::string why = take_tls_diagnostic(host_of(l.cfg.registrar), l.attempt_at);
+        std::string why = take_tls_diagnostic(host_of(l.cfg.registrar), l.attempt_at, false);
         if (why.empty()) return;  // no refusal seen: the REGISTER is merely slow (timer F still bounds it)
         nua_handle_destroy(l.nh);
         l.nh = nullptr;
@@ -666,7 +689,7 @@ struct SipStack::Impl {
         // SIP over TLS: a connection that failed gets a locally made 503 (or 408): say why, if sofia said.
         if (l.cfg.transport == "tls" && (status == 503 || status == 408)) {
             su_timer_reset(l.tls_watch);
-            std::string why = take_tls_diagnostic(host_of(l.cfg.registrar), l.attempt_at);
+            std::string why = take_tls_diagnostic(host_of(l.cfg.registrar), l.attempt_at, true);
             if (why.empty()) why = "no diagnostic from sofia-sip: no connection (refused, unreachable), or the "
                                    "registrar answered this itself";
             return fail_line_tls(l, status, phrase, why);

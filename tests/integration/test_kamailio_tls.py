@@ -254,9 +254,9 @@ def main(t: Test):
              "tls_dir": str(t.dir / "parley-tls")},
         line=[{"name": "good", "registrar": f"sip:127.0.0.1:{good}", "user": USER, "password": PASSWORD,
                "transport": "tls", "expires": 60},
-              {"name": "unknown_ca", "registrar": f"sips:127.0.0.1:{unknown_ca}", "user": USER,
+              {"name": "unknown_ca", "registrar": f"sips:127.0.0.1:{unknown_ca}", "user": "1002",
                "password": PASSWORD, "expires": 60},
-              {"name": "wrong_name", "registrar": f"sip:127.0.0.1:{wrong_name}", "user": USER,
+              {"name": "wrong_name", "registrar": f"sip:127.0.0.1:{wrong_name}", "user": "1003",
                "password": PASSWORD, "transport": "tls", "expires": 60}],
         start=False)
     kam, klog, _ = start_kamailio(t, pki, udp, good, unknown_ca, wrong_name)
