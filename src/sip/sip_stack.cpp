@@ -1018,6 +1018,7 @@ struct SipStack::Impl {
             if (uri_names_clear_transport(uri)) {
                 PLOG_WARN("event=call_refused_clear uri={} line={} reason=\"the line uses TLS; the URI names "
                           "another transport\"", uri, l->cfg.name);
+                d.nh = nullptr;
                 dialogs.emplace(id, std::move(owned));
                 d.state = DialogState::kTerminated;
                 d.final_status = 400;

@@ -17,13 +17,14 @@ client certificate is the configured tls_cert):
 """
 import re
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (Kamailio, Test, TestFailure, _l3_offset, check, free_port, log,  # noqa: E402
-                        md5hex, rtp_streams, stream_speech_packets, tail, wait_until, _tcp_free)
+from parleytest import (Test, TestFailure, _l3_offset, _tcp_free, check, free_port, log,  # noqa: E402
+                        md5hex, rtp_streams, stream_speech_packets, tail, wait_until)
 
 USER, PASSWORD, DOMAIN = "1001", "secret", "127.0.0.1"
 SIP_START = re.compile(rb"^(INVITE|ACK|BYE|CANCEL|REGISTER|OPTIONS|INFO|NOTIFY|REFER|UPDATE|PRACK|SUBSCRIBE|"
@@ -188,11 +189,11 @@ def start_kamailio(t: Test, pki: Path, udp: int, good: int, unknown_ca: int, wro
     cfg = kdir / "kamailio.cfg"
     cfg.write_text(KAMAILIO_TLS_CFG.format(udp=udp, good=good, unknown_ca=unknown_ca, wrong_name=wrong_name,
                                            tls_cfg=tls_cfg, db=db))
-    r = t.run_cmd(["kamailio", "-c", "-f", cfg], timeout=30)
+    t.run_cmd(["kamailio", "-c", "-f", cfg], timeout=30)
     log_path = t.dir / "kamailio.log"
     logf = open(log_path, "wb")
     proc = t.spawn(["kamailio", "-f", cfg, "-DD", "-E", "-Y", run, "-P", run / "kamailio.pid", "-m", "64",
-                    "-M", "8"], name="kamailio", log_path=log_path, stdout=logf, stderr=subprocess_stdout())
+                    "-M", "8"], name="kamailio", log_path=log_path, stdout=logf, stderr=subprocess.STDOUT)
 
     def up():
         if proc.poll() is not None:
@@ -201,12 +202,7 @@ def start_kamailio(t: Test, pki: Path, udp: int, good: int, unknown_ca: int, wro
     wait_until(up, 15, what="kamailio to listen on its TLS ports")
     time.sleep(0.5)  # workers fork after the sockets are bound
     log(f"kamailio up: udp {udp}, tls good {good} unknown_ca {unknown_ca} wrong_name {wrong_name}")
-    return proc, log_path, r
-
-
-def subprocess_stdout():
-    import subprocess
-    return subprocess.STDOUT
+    return proc, log_path
 
 
 def read_pcap_l4(path) -> list[tuple[float, str, int, int, bytes]]:
@@ -259,7 +255,7 @@ def main(t: Test):
               {"name": "wrong_name", "registrar": f"sip:127.0.0.1:{wrong_name}", "user": "1003",
                "password": PASSWORD, "transport": "tls", "expires": 60}],
         start=False)
-    kam, klog, _ = start_kamailio(t, pki, udp, good, unknown_ca, wrong_name)
+    _, klog = start_kamailio(t, pki, udp, good, unknown_ca, wrong_name)
     ports = {udp, good, unknown_ca, wrong_name, parley_tls, p.sip_port}
     cap = t.capture("host 127.0.0.1 and (" + " or ".join(f"port {x}" for x in sorted(ports)) +
                     f" or udp portrange {p.rtp_lo}-{p.rtp_hi})", "tls")
@@ -296,7 +292,7 @@ def main(t: Test):
         got = [ln for ln in ktext.splitlines() if "method=REGISTER" in ln and f"dstport={port}" in ln]
         t.expect(not got, f"Kamailio received a REGISTER on the {name} port despite the bad certificate: {got[:1]}")
     p.stop()
-    pkts = cap.stop()
+    cap.stop()
 
     why_ca = fails["unknown_ca"].get("reason", "")
     why_name = fails["wrong_name"].get("reason", "")
