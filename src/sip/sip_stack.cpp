@@ -116,9 +116,8 @@ constexpr int kMaxBackoffMs = 60000;
 // sofia-sip reports a refused certificate only in its own log (the connection is closed and the REGISTER
 // gets a locally made 503); the logger below keeps those diagnostics so that the failed line can say why.
 
-// Reasons are queued in the order connections failed, and each failed TLS registration takes the oldest
-// one: connections fail and their REGISTERs fail in the same order, so with several TLS lines each names
-// its own reason. Entries older than 40 s are dropped.
+// Reasons are queued in the order connections failed (at most 16, none older than 40 s); a failed TLS
+// registration takes one that may concern its host (take_tls_diagnostic).
 struct TlsDiagnostics {
     struct Entry {
         std::string text;
