@@ -237,12 +237,22 @@ bool uri_names_clear_transport(const std::string& uri) {
     return p != std::string::npos && l.compare(p + 11, 3, "tls") != 0;
 }
 
-// A plain sip: URI with no transport gets ";transport=tls" (before any headers "?...").
+// A plain sip: URI with no transport gets ";transport=tls" (before any headers "?..."). A name-addr
+// ("Name" <sip:...>) gets it inside the brackets.
 std::string force_tls(const std::string& uri) {
     if (uri_is_tls(uri)) return uri;
-    auto q = uri.find('?');
-    if (q == std::string::npos) return uri + ";transport=tls";
-    return uri.substr(0, q) + ";transport=tls" + uri.substr(q);
+    auto lt = uri.find('<');
+    auto gt = lt == std::string::npos ? std::string::npos : uri.find('>', lt);
+    size_t end = gt != std::string::npos ? gt : uri.size();
+    auto q = uri.find('?', lt == std::string::npos ? 0 : lt);
+    size_t at = q != std::string::npos && q < end ? q : end;
+    return uri.substr(0, at) + ";transport=tls" + uri.substr(at);
+}
+
+// The To header for a target URI: URI parameters (;transport=tls) outside angle brackets would be read as
+// header parameters, and the Request-URI NUA takes from To would lose them.
+std::string to_header(const std::string& uri) {
+    return uri.find('<') == std::string::npos ? "<" + uri + ">" : uri;
 }
 
 bool read_file(const std::string& path, std::string* out, std::string* error) {
@@ -583,7 +593,22 @@ struct SipStack::Impl {
             registrar += ";transport=tcp";
         if (l.cfg.transport == "tls") {
             registrar = force_tls(registrar);  // TLS only: never UDP/TCP for a tls line
-            l.attempt_at = std::chrono::steady_clock::now();
+            // One new TLS registration at a time in its watch window, so that a refusal sofia logs (without
+            // saying for which connection) belongs to the attempt in flight: the others wait, 2 s at most each.
+            auto now = std::chrono::steady_clock::now();
+            for (auto& other : lines) {
+                if (other.get() == &l || other->cfg.transport != "tls" || !other->nh) continue;
+                if (now - other->attempt_at > std::chrono::milliseconds(kTlsWatchMs + 100)) continue;
+                LineState st;
+                {
+                    std::lock_guard lk(lines_mu);
+                    st = line_status[other->index].state;
+                }
+                if (st != LineState::kRegistering) continue;
+                su_timer_set_interval(l.retry, &Impl::on_retry_timer, reinterpret_cast<su_timer_arg_t*>(&l), 200);
+                return;
+            }
+            l.attempt_at = now;
             su_timer_set_interval(l.tls_watch, &Impl::on_tls_watch, reinterpret_cast<su_timer_arg_t*>(&l),
                                   kTlsWatchMs);
         }
@@ -1025,7 +1050,7 @@ struct SipStack::Impl {
                 events.on_terminated(id, EndCause::kFailed, 400, "Line requires TLS");
                 return;
             }
-            target = force_tls(uri);
+            target = to_header(force_tls(uri));
         }
         d.nh = nua_handle(nua, reinterpret_cast<nua_hmagic_t*>(&d), SIPTAG_TO_STR(target.c_str()),
                           TAG_IF(!from.empty(), SIPTAG_FROM_STR(from.c_str())), TAG_END());

@@ -93,6 +93,11 @@ request_route {{
         xlog("L_INFO", "event=registered aor=$tu contact=$ct proto=$pr peer_verified=$tls_peer_verified peer_cn=$tls_peer_subject_cn\\n");
         exit;
     }}
+    if (is_method("INVITE") && $rU == "busy") {{
+        xlog("L_INFO", "event=busy ruri=$ru proto=$pr\n");
+        sl_send_reply("486", "Busy Here");
+        exit;
+    }}
     if (is_method("INVITE")) {{ record_route(); }}
     if (!lookup("location")) {{
         xlog("L_INFO", "event=not_found ruri=$ru\\n");
@@ -284,6 +289,29 @@ def main(t: Test):
     secure = p.events("sip_invite_secure")
     t.measure("sip_invite_secure", len(secure))
 
+    sipp_port = t.sipp_local_port
+
+    # Outgoing calls on the TLS line (`parley dial --line good`): a plain sip: target goes over TLS (Kamailio
+    # answers 486 to user "busy" and logs the transport); a target naming transport=udp is refused by Parley
+    # and never sent.
+    dial_cfg = dict(sip={"tls_listen": f"127.0.0.1:{free_port()}", "tls_cert": str(pki / "parley.crt"),
+                         "tls_key": str(pki / "parley.key"), "tls_ca_file": str(pki / "ca.crt"),
+                         "tls_dir": str(t.dir / "dial-tls")},
+                    line=[{"name": "good", "registrar": f"sip:127.0.0.1:{good}", "user": USER,
+                           "password": PASSWORD, "transport": "tls", "expires": 60}])
+    busy = t.parley_call(f"sip:busy@127.0.0.1:{good}", "dial_tls", args=["--line", "good"], timeout=15, **dial_cfg)
+    in_clear = t.parley_call(f"sip:busy@127.0.0.1:{udp};transport=udp", "dial_clear", args=["--line", "good"],
+                          timeout=15, **dial_cfg)
+    busy_log = [ln for ln in klog.read_text(errors="replace").splitlines() if "event=busy" in ln]
+    t.measure("outgoing_busy_at_kamailio", [ln.split("event=", 1)[-1] for ln in busy_log])
+    t.expect(busy.rc != 0 and len(busy_log) == 1 and "proto=tls" in busy_log[0],
+             f"the outgoing call on the TLS line did not reach Kamailio over TLS exactly once: rc={busy.rc} "
+             f"{busy_log}")
+    refused = "event=call_refused_clear" in in_clear.log_path.read_text(errors="replace")
+    t.measure("outgoing_clear_refused", refused)
+    t.expect(in_clear.rc != 0 and refused,
+             f"a transport=udp target on the TLS line was not refused: rc={in_clear.rc}")
+
     # The two bad lines: still failing (retrying), never registered, reasons that say why.
     for name in ("unknown_ca", "wrong_name"):
         t.expect(not p.events("line_registered", line=name), f"line {name} registered despite a bad certificate")
@@ -309,7 +337,7 @@ def main(t: Test):
     # The capture: TLS records where Parley talks, no SIP in clear but the SIPp <-> Kamailio UDP leg.
     l4 = read_pcap_l4(cap.path)
     clear = [(proto, sp, dp, pl[:40]) for _, proto, sp, dp, pl in l4 if pl and SIP_START.match(pl)]
-    outside_sipp_leg = [c for c in clear if not (c[0] == "udp" and udp in (c[1], c[2]))]
+    outside_sipp_leg = [c for c in clear if not (c[0] == "udp" and {c[1], c[2]} == {udp, sipp_port})]
     t.measure("clear_sip_packets", len(clear))
     t.measure("clear_sip_outside_sipp_leg", outside_sipp_leg[:5])
     check(clear, "the capture holds no clear SIP at all (the SIPp leg must be there: is the capture working?)")
