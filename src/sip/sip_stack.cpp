@@ -4,14 +4,10 @@
 // threads enqueue closures under `queue_mu_` and poke an eventfd that the su_root loop waits on.
 #include "sip/sip_stack.h"
 
-#include <fcntl.h>
-#include <sys/eventfd.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <strings.h>
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <sofia-sip/nua.h>
 #include <sofia-sip/nua_tag.h>
@@ -47,6 +43,7 @@
 #include <unordered_set>
 
 #include "common/log.h"
+#include "sip/sip_tls.h"
 
 extern "C" {
 // sofia-sip's per-module log objects (exported by libsofia-sip-ua, not declared in its public headers).
@@ -107,276 +104,6 @@ std::string host_of(const std::string& uri) {
 
 constexpr int kMaxBackoffMs = 60000;
 
-// ---- SIP over TLS: helpers (docs/tls.md) -----------------------------------------------------------
-//
-// sofia-sip's TLS transport reads its files from one directory (NUTAG_CERTIFICATE_DIR): agent.pem (our
-// certificate followed by its private key) and cafile.pem (the CAs that verify peers). Parley assembles that
-// directory from sip.tls_cert / tls_key / tls_ca_file at start, private (0700, files 0600).
-//
-// sofia-sip reports a refused certificate only in its own log (the connection is closed and the REGISTER
-// gets a locally made 503); the logger below keeps those diagnostics so that the failed line can say why.
-
-// Reasons are queued in the order connections failed (at most 16, none older than 40 s); a failed TLS
-// registration takes one that may concern its host (take_tls_diagnostic).
-struct TlsDiagnostics {
-    struct Entry {
-        std::string text;
-        std::chrono::steady_clock::time_point at;
-        std::string host;  // the peer's host when sofia names it (subject mismatch), else ""
-    };
-    std::deque<Entry> queue;
-    int depth = -1;       // of the certificate being reported by tls_verify_cb
-    std::string subject;
-};
-std::mutex tls_diag_mu;
-TlsDiagnostics tls_diag;  // guarded by tls_diag_mu
-
-void push_tls_diagnostic(std::string text, std::chrono::steady_clock::time_point now, std::string host = "") {
-    while (!tls_diag.queue.empty() &&
-           (tls_diag.queue.size() >= 16 || now - tls_diag.queue.front().at > std::chrono::seconds(40)))
-        tls_diag.queue.pop_front();
-    tls_diag.queue.push_back({std::move(text), now, std::move(host)});
-}
-
-// Called with each complete sofia-sip log line.
-void note_tls_diagnostic(const std::string& msg) {
-    auto now = std::chrono::steady_clock::now();
-    std::lock_guard lk(tls_diag_mu);
-    // tport_tls.c tls_verify_cb: "-Error with certificate at depth: 0", "  issuer   = /CN=...",
-    // "  subject  = /CN=...", "  err 20:unable to get local issuer certificate"
-    if (auto p = msg.find("Error with certificate at depth:"); p != std::string::npos) {
-        tls_diag.depth = std::atoi(msg.c_str() + p + 32);
-        tls_diag.subject.clear();
-        return;
-    }
-    if (auto p = msg.find("subject  = "); p != std::string::npos && tls_diag.depth >= 0) {
-        tls_diag.subject = msg.substr(p + 11);
-        return;
-    }
-    if (msg.rfind("  err ", 0) == 0 && tls_diag.depth >= 0) {
-        std::string why = msg.substr(6);
-        if (auto colon = why.find(':'); colon != std::string::npos) why = why.substr(colon + 1);
-        push_tls_diagnostic(fmt::format("certificate verify failed: {} (depth {}{}{})", why, tls_diag.depth,
-                                        tls_diag.subject.empty() ? "" : ", subject ", tls_diag.subject),
-                            now);
-        tls_diag.depth = -1;
-        return;
-    }
-    // tls_post_connection_check: "tls_post_connection_check(0x...): Peer Subject Mismatch (pbx.example.com)"
-    if (auto p = msg.find("Peer Subject Mismatch ("); p != std::string::npos) {
-        std::string host = msg.substr(p + 23);
-        if (!host.empty() && host.back() == ')') host.pop_back();
-        push_tls_diagnostic(fmt::format("certificate does not name the host {} (sofia-sip matches the CN or a "
-                                        "DNS subjectAltName exactly)", host),
-                            now, host);
-        return;
-    }
-    // tls_read after the handshake: "tls_read: SSL_read: 0a000418:SSL routines:(null):tlsv1 alert unknown ca":
-    // the peer sent an alert: with TLS 1.3 that is how a server refuses our client certificate (or its absence).
-    if (auto p = msg.find("SSL_read: "); p != std::string::npos && msg.find("alert") != std::string::npos) {
-        std::string why = msg.substr(msg.rfind(':') + 1);
-        std::string hint;
-        if (why.find("unknown ca") != std::string::npos || why.find("bad certificate") != std::string::npos ||
-            why.find("certificate required") != std::string::npos)
-            hint = " (the peer refused our client certificate or its absence: sip.tls_cert)";
-        push_tls_diagnostic(fmt::format("the peer ended the connection: {}{}", why, hint), now);
-        return;
-    }
-    // tls_connect: "tls_connect(0x...): TLS setup failed (error:00000001:...)": the handshake itself failed
-    // (alert from the peer, e.g. it wanted a client certificate it could verify, or no common protocol).
-    if (msg.find("TLS setup failed") != std::string::npos)
-        push_tls_diagnostic("handshake failed (the peer ended it: no common protocol or cipher, or it refused "
-                            "our client certificate or its absence)",
-                            now);
-}
-
-// A reason not yet taken that may concern `host` (one naming that host, or naming none), noted after
-// `since`; "" when none. The newest one for a failure sofia reports at once (a 503 right after the
-// connection broke), the oldest for one found later (the watch timer: failures in connection order).
-std::string take_tls_diagnostic(const std::string& host, std::chrono::steady_clock::time_point since,
-                                bool newest) {
-    std::lock_guard lk(tls_diag_mu);
-    auto& q = tls_diag.queue;
-    auto fits = [&](const TlsDiagnostics::Entry& e) { return e.at >= since && (e.host.empty() || e.host == host); };
-    auto it = q.end();
-    if (newest) {
-        for (auto r = q.rbegin(); r != q.rend(); ++r)
-            if (fits(*r)) {
-                it = std::prev(r.base());
-                break;
-            }
-    } else {
-        it = std::find_if(q.begin(), q.end(), fits);
-    }
-    if (it == q.end()) return "";
-    std::string text = std::move(it->text);
-    q.erase(it);
-    return text;
-}
-
-bool iequals_prefix(const std::string& s, const char* prefix) {
-    for (size_t i = 0; prefix[i]; ++i)
-        if (i >= s.size() || std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
-    return true;
-}
-
-std::string lower(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
-// "sips:..." or a ";transport=tls" parameter.
-bool uri_is_tls(const std::string& uri) {
-    return iequals_prefix(uri, "sips:") || lower(uri).find(";transport=tls") != std::string::npos;
-}
-
-// ";transport=udp" / ";transport=tcp" (anything but tls) named explicitly.
-bool uri_names_clear_transport(const std::string& uri) {
-    std::string l = lower(uri);
-    auto p = l.find(";transport=");
-    return p != std::string::npos && l.compare(p + 11, 3, "tls") != 0;
-}
-
-// A plain sip: URI with no transport gets ";transport=tls" (before any headers "?..."). A name-addr
-// ("Name" <sip:...>) gets it inside the brackets.
-std::string force_tls(const std::string& uri) {
-    if (uri_is_tls(uri)) return uri;
-    auto lt = uri.find('<');
-    auto gt = lt == std::string::npos ? std::string::npos : uri.find('>', lt);
-    size_t end = gt != std::string::npos ? gt : uri.size();
-    auto q = uri.find('?', lt == std::string::npos ? 0 : lt);
-    size_t at = q != std::string::npos && q < end ? q : end;
-    return uri.substr(0, at) + ";transport=tls" + uri.substr(at);
-}
-
-// The To header for a target URI: URI parameters (;transport=tls) outside angle brackets would be read as
-// header parameters, and the Request-URI NUA takes from To would lose them.
-std::string to_header(const std::string& uri) {
-    return uri.find('<') == std::string::npos ? "<" + uri + ">" : uri;
-}
-
-bool read_file(const std::string& path, std::string* out, std::string* error) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) {
-        *error = fmt::format("cannot read {}: {}", path, std::strerror(errno));
-        return false;
-    }
-    out->clear();
-    char buf[8192];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && out->size() < (16u << 20)) out->append(buf, n);
-    std::fclose(f);
-    return true;
-}
-
-// Writes `data` to `path` with mode 0600 (created or truncated).
-bool write_private_file(const std::string& path, const std::string& data, std::string* error) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || ::fchmod(fd, 0600) != 0) {
-        *error = fmt::format("cannot write {}: {}", path, std::strerror(errno));
-        if (fd >= 0) ::close(fd);
-        return false;
-    }
-    size_t off = 0;
-    while (off < data.size()) {
-        ssize_t w = ::write(fd, data.data() + off, data.size() - off);
-        if (w <= 0) {
-            *error = fmt::format("cannot write {}: {}", path, std::strerror(errno));
-            ::close(fd);
-            return false;
-        }
-        off += static_cast<size_t>(w);
-    }
-    ::close(fd);
-    return true;
-}
-
-// A P-256 key and a self-signed certificate (CN=parley-self-signed, one year), as PEM: cert then key.
-// Used when a TLS listener is needed and sip.tls_cert is not set. Returns "" on failure.
-std::string make_self_signed_pem(std::string* fingerprint) {
-    std::string out;
-    EVP_PKEY* key = EVP_EC_gen("P-256");
-    X509* x = X509_new();
-    BIO* bio = BIO_new(BIO_s_mem());
-    if (key && x && bio) {
-        ASN1_INTEGER_set(X509_get_serialNumber(x), static_cast<long>(std::time(nullptr)));
-        X509_set_version(x, 2);
-        X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-        X509_gmtime_adj(X509_getm_notAfter(x), 365L * 24 * 3600);
-        X509_set_pubkey(x, key);
-        X509_NAME* name = X509_get_subject_name(x);
-        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                   reinterpret_cast<const unsigned char*>("parley-self-signed"), -1, -1, 0);
-        X509_set_issuer_name(x, name);
-        if (X509_sign(x, key, EVP_sha256()) > 0 && PEM_write_bio_X509(bio, x) &&
-            PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr)) {
-            char* data = nullptr;
-            long n = BIO_get_mem_data(bio, &data);
-            if (n > 0) out.assign(data, static_cast<size_t>(n));
-            unsigned char md[EVP_MAX_MD_SIZE];
-            unsigned int len = 0;
-            if (X509_digest(x, EVP_sha256(), md, &len)) {
-                for (unsigned i = 0; i < len; ++i) *fingerprint += fmt::format("{}{:02X}", i ? ":" : "", md[i]);
-            }
-        }
-    }
-    if (bio) BIO_free(bio);
-    if (x) X509_free(x);
-    if (key) EVP_PKEY_free(key);
-    return out;
-}
-
-// Assembles sofia-sip's certificate directory (see above) from the configuration. Returns its path, or ""
-// with *error set.
-std::string prepare_tls_dir(const SipTlsConfig& tls, std::string* error) {
-    const std::string& dir = tls.dir;
-    std::string err;
-    // Create each missing component; only the last one (ours) is forced to 0700.
-    for (size_t p = 1; p <= dir.size(); ++p) {
-        if (p != dir.size() && dir[p] != '/') continue;
-        std::string part = dir.substr(0, p);
-        if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
-            *error = fmt::format("sip.tls_dir: cannot create {}: {}", part, std::strerror(errno));
-            return "";
-        }
-    }
-    struct stat st {};
-    if (::chmod(dir.c_str(), 0700) != 0 || ::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-        *error = fmt::format("sip.tls_dir: {} is not a directory we can make private (0700)", dir);
-        return "";
-    }
-    std::string agent;
-    if (!tls.cert.empty()) {
-        std::string cert, key;
-        if (!read_file(tls.cert, &cert, &err)) return *error = "sip.tls_cert: " + err, "";
-        if (cert.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
-            return *error = fmt::format("sip.tls_cert: {} holds no PEM certificate", tls.cert), "";
-        if (!tls.key.empty() && !read_file(tls.key, &key, &err)) return *error = "sip.tls_key: " + err, "";
-        const std::string& k = tls.key.empty() ? cert : key;
-        if (k.find("PRIVATE KEY-----") == std::string::npos)
-            return *error = fmt::format("{}: {} holds no PEM private key", tls.key.empty() ? "sip.tls_cert"
-                                                                                          : "sip.tls_key",
-                                        tls.key.empty() ? tls.cert : tls.key), "";
-        agent = cert;
-        if (!agent.empty() && agent.back() != '\n') agent += '\n';
-        if (!tls.key.empty()) agent += key;
-        PLOG_INFO("event=sip_tls_cert cert={} key={}", tls.cert, tls.key.empty() ? tls.cert : tls.key);
-    } else {
-        std::string fp;
-        agent = make_self_signed_pem(&fp);
-        if (agent.empty()) return *error = "TLS: cannot generate a self-signed certificate", "";
-        PLOG_WARN("event=sip_tls_self_signed sha256={} note=\"sip.tls_cert is not set: the TLS listener uses a "
-                  "certificate made at start; peers that verify it will refuse it\"", fp);
-    }
-    std::string ca;
-    if (!read_file(tls.ca_file, &ca, &err)) return *error = "sip.tls_ca_file: " + err, "";
-    if (ca.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
-        return *error = fmt::format("sip.tls_ca_file: {} holds no PEM certificate", tls.ca_file), "";
-    if (!write_private_file(dir + "/agent.pem", agent, &err) || !write_private_file(dir + "/cafile.pem", ca, &err))
-        return *error = "sip.tls_dir: " + err, "";
-    return dir;
-}
-
 // sofia-sip prints diagnostics (e.g. "tport_udp_error: Connection refused") to stderr in fragments;
 // collect them into whole lines and log each as one event, at most 20 a second.
 void sofia_logger(void*, const char* fmt, va_list ap) {
@@ -408,7 +135,7 @@ void sofia_logger(void*, const char* fmt, va_list ap) {
         }
         if (line.size() > 4096) line.clear();
     }
-    for (auto& msg : all) note_tls_diagnostic(msg);  // SIP over TLS: why a connection was refused
+    for (auto& msg : all) tls::note_diagnostic(msg);  // SIP over TLS: why a connection was refused
     for (auto& msg : complete) PLOG_WARN("event=sofia_log msg=\"{}\"", msg);
 }
 
@@ -547,18 +274,18 @@ struct SipStack::Impl {
         // peer's chain (cafile.pem) and that its certificate names the host we connect to.
         std::string sips_url, cert_dir;
         if (options.tls.enabled()) {
-            cert_dir = prepare_tls_dir(options.tls, error);
+            cert_dir = tls::prepare_dir(options.tls, error);
             if (cert_dir.empty()) return false;
             const std::string& th = options.tls.listen_host;
             sips_url = fmt::format("sips:{}:{}", th.find(':') != std::string::npos ? "[" + th + "]" : th,
                                    options.tls.listen_port ? std::to_string(options.tls.listen_port) : "*");
         }
-        bool tls = !sips_url.empty();
+        bool use_tls = !sips_url.empty();
         nua = nua_create(root, &Impl::on_nua_event, reinterpret_cast<nua_magic_t*>(this), NUTAG_URL(url.c_str()),
-                         TAG_IF(tls, NUTAG_SIPS_URL(sips_url.c_str())),
-                         TAG_IF(tls, NUTAG_CERTIFICATE_DIR(cert_dir.c_str())),
-                         TAG_IF(tls, TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_SUBJECTS_OUT)),
-                         TAG_IF(tls, TPTAG_TLS_VERIFY_DATE(1)), TAG_IF(tls, TPTAG_TLS_VERIFY_DEPTH(5)),
+                         TAG_IF(use_tls, NUTAG_SIPS_URL(sips_url.c_str())),
+                         TAG_IF(use_tls, NUTAG_CERTIFICATE_DIR(cert_dir.c_str())),
+                         TAG_IF(use_tls, TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_SUBJECTS_OUT)),
+                         TAG_IF(use_tls, TPTAG_TLS_VERIFY_DATE(1)), TAG_IF(use_tls, TPTAG_TLS_VERIFY_DEPTH(5)),
                          SIPTAG_USER_AGENT_STR(options.user_agent.c_str()),
                          NUTAG_MEDIA_ENABLE(0),      // SDP is ours (src/sdp), sofia only carries it
                          NUTAG_AUTOANSWER(0), NUTAG_AUTOACK(1), NUTAG_ENABLEINVITE(1),
@@ -566,13 +293,13 @@ struct SipStack::Impl {
                          NUTAG_OUTBOUND("no-options-keepalive, no-validate, no-natify"),
                          NUTAG_SESSION_TIMER(0), TAG_END());
         if (!nua) {
-            *error = tls ? fmt::format("cannot listen on {} (UDP and TCP) and {} (TLS): address in use, not "
+            *error = use_tls ? fmt::format("cannot listen on {} (UDP and TCP) and {} (TLS): address in use, not "
                                        "local, or the TLS files in {} are not usable (see the sofia_log lines)",
                                        url, sips_url, cert_dir)
                          : fmt::format("cannot listen on {} (UDP and TCP): address in use or not local", url);
             return false;
         }
-        if (tls) PLOG_INFO("event=sip_tls_listening url={} ca_file={}", sips_url, options.tls.ca_file);
+        if (use_tls) PLOG_INFO("event=sip_tls_listening url={} ca_file={}", sips_url, options.tls.ca_file);
         for (size_t i = 0; i < options.lines.size(); ++i) {
             auto l = std::make_unique<Line>();
             l->cfg = options.lines[i];
@@ -592,7 +319,7 @@ struct SipStack::Impl {
         if (l.cfg.transport == "tcp" && registrar.find("transport=") == std::string::npos)
             registrar += ";transport=tcp";
         if (l.cfg.transport == "tls") {
-            registrar = force_tls(registrar);  // TLS only: never UDP/TCP for a tls line
+            registrar = tls::force_tls(registrar);  // TLS only: never UDP/TCP for a tls line
             // One new TLS registration at a time in its watch window, so that a refusal sofia logs (without
             // saying for which connection) belongs to the attempt in flight: the others wait, 2 s at most each.
             auto now = std::chrono::steady_clock::now();
@@ -653,7 +380,7 @@ struct SipStack::Impl {
             std::lock_guard lk(self->lines_mu);
             if (self->line_status[l.index].state != LineState::kRegistering) return;
         }
-        std::string why = take_tls_diagnostic(host_of(l.cfg.registrar), l.attempt_at, false);
+        std::string why = tls::take_diagnostic(host_of(l.cfg.registrar), l.attempt_at, false);
         if (why.empty()) return;  // no refusal seen: the REGISTER is merely slow (timer F still bounds it)
         nua_handle_destroy(l.nh);
         l.nh = nullptr;
@@ -713,7 +440,7 @@ struct SipStack::Impl {
         // SIP over TLS: a connection that failed gets a locally made 503 (or 408): say why, if sofia said.
         if (l.cfg.transport == "tls" && (status == 503 || status == 408)) {
             su_timer_reset(l.tls_watch);
-            std::string why = take_tls_diagnostic(host_of(l.cfg.registrar), l.attempt_at, true);
+            std::string why = tls::take_diagnostic(host_of(l.cfg.registrar), l.attempt_at, true);
             if (why.empty()) why = "no diagnostic from sofia-sip: no connection (refused, unreachable), or the "
                                    "registrar answered this itself";
             return fail_line_tls(l, status, phrase, why);
@@ -856,7 +583,7 @@ struct SipStack::Impl {
     // stream socket (a UDP datagram claiming TLS is not believed). docs/tls.md discusses the limit.
     bool arrived_over_tls(const sip_t* sip) {
         if (!options.tls.enabled() || !sip || !sip->sip_via || !sip->sip_via->v_protocol) return false;
-        if (lower(sip->sip_via->v_protocol) != "sip/2.0/tls") return false;
+        if (strcasecmp(sip->sip_via->v_protocol, "SIP/2.0/TLS") != 0) return false;
         msg_t* msg = nua_current_request(nua);
         su_addrinfo_t* ai = msg ? msg_addrinfo(msg) : nullptr;
         return ai && ai->ai_protocol == IPPROTO_TCP;
@@ -1039,7 +766,7 @@ struct SipStack::Impl {
         // SIP over TLS: a tls line's calls go over TLS or not at all.
         std::string target = uri;
         if (l && l->cfg.transport == "tls") {
-            if (uri_names_clear_transport(uri)) {
+            if (tls::uri_names_clear_transport(uri)) {
                 PLOG_WARN("event=call_refused_clear uri={} line={} reason=\"the line uses TLS; the URI names "
                           "another transport\"", uri, l->cfg.name);
                 d.nh = nullptr;
@@ -1050,7 +777,7 @@ struct SipStack::Impl {
                 events.on_terminated(id, EndCause::kFailed, 400, "Line requires TLS");
                 return;
             }
-            target = to_header(force_tls(uri));
+            target = tls::to_header(tls::force_tls(uri));
         }
         d.nh = nua_handle(nua, reinterpret_cast<nua_hmagic_t*>(&d), SIPTAG_TO_STR(target.c_str()),
                           TAG_IF(!from.empty(), SIPTAG_FROM_STR(from.c_str())), TAG_END());
@@ -1263,7 +990,7 @@ void SipStack::refer(DialogId id, const std::string& target) {
 }
 
 bool SipStack::invite_secure(const std::string& uri, const std::string& line) const {
-    if (uri_is_tls(uri)) return true;
+    if (tls::uri_is_tls(uri)) return true;
     const auto& lines = impl_->options.lines;
     const LineConfig* l = nullptr;
     if (line.empty()) {
@@ -1272,7 +999,7 @@ bool SipStack::invite_secure(const std::string& uri, const std::string& line) co
         for (auto& c : lines)
             if (c.name == line) l = &c;
     }
-    return l && l->transport == "tls" && !uri_names_clear_transport(uri);
+    return l && l->transport == "tls" && !tls::uri_names_clear_transport(uri);
 }
 
 std::vector<LineStatus> SipStack::lines() const {
