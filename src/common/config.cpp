@@ -221,6 +221,44 @@ bool split_host_port(const std::string& s, std::string& host, uint16_t& port) {
     return parse_port(p, port);
 }
 
+// ---- SIP over TLS (sip.tls_* keys, [[line]] transport = "tls") -----------------------------------
+
+void read_sip_tls_keys(TableReader& r, SipTlsConfig& tls) {
+    r.str("tls_listen", tls.listen);
+    r.str("tls_cert", tls.cert);
+    r.str("tls_key", tls.key);
+    r.str("tls_ca_file", tls.ca_file);
+    r.str("tls_dir", tls.dir);
+}
+
+// After the lines are read: where the TLS listener goes (or that there is none), and whether the lines
+// can have what they ask for. Returns "" or the error message.
+std::string resolve_sip_tls(Config& cfg) {
+    SipTlsConfig& tls = cfg.sip.tls;
+    bool tls_line = false;
+    for (auto& l : cfg.lines) tls_line = tls_line || l.transport == "tls";
+    if (tls.listen == "off") {
+        tls.listen_host.clear();
+        for (size_t i = 0; i < cfg.lines.size(); ++i)
+            if (cfg.lines[i].transport == "tls")
+                return fmt::format("line.{}.transport: \"tls\" needs SIP over TLS, but sip.tls_listen = \"off\"", i);
+    } else if (tls.listen.empty()) {
+        if (tls_line || !tls.cert.empty()) {
+            tls.listen_host = cfg.sip.listen_host;
+            if (cfg.sip.listen_port == 65535)
+                return "sip.tls_listen: cannot default to sip.listen's port + 1 (65535): set it";
+            tls.listen_port = cfg.sip.listen_port == 0 ? 0 : static_cast<uint16_t>(cfg.sip.listen_port + 1);
+        }
+    } else if (!split_host_port(tls.listen, tls.listen_host, tls.listen_port)) {
+        return fmt::format("sip.tls_listen: expected \"host:port\", \"off\" or \"\" (auto), got \"{}\"", tls.listen);
+    }
+    if (!tls.enabled()) return "";
+    if (tls.ca_file.empty()) return "sip.tls_ca_file: required for SIP over TLS (the CAs that verify peers)";
+    if (!tls.key.empty() && tls.cert.empty()) return "sip.tls_key: set without sip.tls_cert";
+    if (tls.dir.empty()) return "sip.tls_dir: must not be empty";
+    return "";
+}
+
 }  // namespace
 
 std::optional<Config> load_config(const std::string& path, const std::vector<std::string>& overrides,
@@ -262,6 +300,7 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         r.str("listen", listen);
         cfg.sip.listen_given = root["sip"]["listen"].node() != nullptr;
         r.str("user_agent", cfg.sip.user_agent);
+        read_sip_tls_keys(r, cfg.sip.tls);
         r.reject_unknown();
         if (!r.ok()) return fail(error);
         if (!split_host_port(listen, cfg.sip.listen_host, cfg.sip.listen_port))
@@ -481,16 +520,24 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
             if (line.name.empty()) line.name = fmt::format("line{}", i);
             if (!names.insert(line.name).second)
                 return fail(fmt::format("line.{}.name: \"{}\" is used by two lines", i, line.name));
-            if (line.registrar.rfind("sip:", 0) != 0)
-                return fail(fmt::format("line.{}.registrar: expected a sip: URI, got \"{}\"", i, line.registrar));
+            if (line.registrar.rfind("sip:", 0) != 0 && line.registrar.rfind("sips:", 0) != 0)
+                return fail(fmt::format("line.{}.registrar: expected a sip: or sips: URI, got \"{}\"", i,
+                                        line.registrar));
             if (line.user.empty()) return fail(fmt::format("line.{}.user: required", i));
-            if (line.transport != "udp" && line.transport != "tcp")
-                return fail(fmt::format("line.{}.transport: expected \"udp\" or \"tcp\", got \"{}\"", i,
+            if (line.transport != "udp" && line.transport != "tcp" && line.transport != "tls")
+                return fail(fmt::format("line.{}.transport: expected \"udp\", \"tcp\" or \"tls\", got \"{}\"", i,
                                         line.transport));
+            if (line.registrar.rfind("sips:", 0) == 0) {  // sips: is TLS all the way; anything else is a contradiction
+                if (line.transport != "tls" && tbl->contains("transport"))
+                    return fail(fmt::format("line.{}.transport: a sips: registrar needs \"tls\", got \"{}\"", i,
+                                            line.transport));
+                line.transport = "tls";
+            }
             if (line.auth_user.empty()) line.auth_user = line.user;
             cfg.lines.push_back(std::move(line));
         }
     }
+    if (std::string tls_error = resolve_sip_tls(cfg); !tls_error.empty()) return fail(tls_error);
     if (cfg.media.address.empty())
         cfg.media.address = cfg.sip.listen_host == "0.0.0.0" ? "" : cfg.sip.listen_host;
     return cfg;
@@ -501,6 +548,14 @@ std::string default_config_text() {
 [sip]
 listen = "0.0.0.0:5060"          # UDP and TCP, host:port
 user_agent = "Parley/0.1"
+# SIP over TLS (docs/tls.md): used by [[line]]s with transport = "tls" or a sips: registrar.
+tls_listen = ""                  # host:port of the TLS listener; "" = when a line uses TLS (or tls_cert is
+                                 # set): sip.listen's host, port + 1 (5061); "off" = no TLS
+tls_cert = ""                    # PEM certificate for the listener and as client certificate; "" = a
+                                 # self-signed one made at start (logged), never sent unless a peer asks
+tls_key = ""                     # PEM private key of tls_cert; "" = in the tls_cert file
+tls_ca_file = "/etc/ssl/certs/ca-certificates.crt"   # CAs that verify peers (system store by default)
+tls_dir = "var/tls"              # private (0700) directory where the files for sofia-sip are assembled
 
 [media]
 rtp_ports = "20000-29999"        # RTP on even ports, RTCP on the next odd one
@@ -600,7 +655,7 @@ level = "info"                   # trace | debug | info | warn | error
 # auth_user = ""                      # default: user
 # password = "secret"
 # domain = ""                         # AoR domain; default: registrar host
-# transport = "udp"                   # udp | tcp
+# transport = "udp"                   # udp | tcp | tls (registrar = "sips:..." means tls)
 # expires = 3600
 # display_name = ""
 # record = false                      # recordings of this line's calls ([recording])

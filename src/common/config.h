@@ -12,11 +12,24 @@
 
 namespace parley {
 
+// SIP over TLS (sofia-sip's TLS transport, OpenSSL). docs/tls.md says what is verified and how.
+struct SipTlsConfig {
+    std::string listen;             // sip.tls_listen: "host:port", "off", or "" = auto (below)
+    std::string listen_host;        // resolved: where the TLS listener binds ("" = no TLS at all)
+    uint16_t listen_port = 0;       // resolved (0: any free port)
+    std::string cert;               // PEM certificate: the listener's, and our client certificate
+    std::string key;                // PEM private key; "" = in `cert`
+    std::string ca_file = "/etc/ssl/certs/ca-certificates.crt";  // CAs that verify the peer
+    std::string dir = "var/tls";    // private directory (0700) where sofia-sip's cert files are assembled
+    bool enabled() const { return !listen_host.empty(); }
+};
+
 struct SipConfig {
     std::string listen_host = "0.0.0.0";  // from listen = "host:port"
     uint16_t listen_port = 5060;    // 0: any free port
     bool listen_given = false;      // listen was set in the file or with --set
     std::string user_agent = "Parley/0.1";
+    SipTlsConfig tls;               // sip.tls_* keys: SIP over TLS (docs/tls.md)
 };
 
 struct MediaConfig {
@@ -46,7 +59,7 @@ struct LineConfig {
     std::string auth_user;          // empty = user
     std::string password;
     std::string domain;             // AoR domain; empty = registrar host
-    std::string transport = "udp";  // udp | tcp
+    std::string transport = "udp";  // udp | tcp | tls (a sips: registrar means tls)
     int expires = 3600;             // seconds
     std::string display_name;
     bool record = false;            // stereo WAV of every call on this line ([recording])

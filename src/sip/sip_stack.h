@@ -9,6 +9,8 @@
 // Call-IDs). An id stays valid until the owner calls release(id) after on_terminated: that is when the
 // sofia handle is destroyed. SDP is passed as text; negotiation is the caller's (src/sdp).
 //
+// SIP over TLS: see SipStackOptions::tls, InviteInfo::secure and invite_secure().
+//
 // Lines (accounts) are registered at start with digest auth, refreshed before expiry by NUA, re-registered
 // with exponential backoff after any failure (registrar down or restarted), and un-registered by stop().
 #pragma once
@@ -34,6 +36,7 @@ struct InviteInfo {
     std::string line;          // name of the [[line]] it arrived on (matched by Request-URI user), or ""
     std::string content_type;  // of the body, "" when none
     std::string body;          // the SDP offer, "" when none (delayed offer)
+    bool secure = false;       // arrived over TLS (sips: or transport=tls): SDES keys may be exchanged
 };
 
 enum class LineState { kUnregistered, kRegistering, kRegistered, kFailed };
@@ -98,6 +101,12 @@ struct SipStackOptions {
     std::string user_agent = "Parley";
     std::vector<LineConfig> lines;
     int unregister_timeout_ms = 3000;  // stop() waits at most this long for un-REGISTERs
+    // SIP over TLS (docs/tls.md). When tls.enabled(): a TLS listener on tls.listen_host:listen_port, lines
+    // with transport "tls" register (and call) over TLS only, the peer's certificate is verified against
+    // tls.ca_file and must name the host of the URI (sofia-sip: CN or DNS subjectAltName, exact match).
+    // A certificate that fails logs event=line_register_failed with reason="TLS: ..." and the line retries
+    // with backoff; it never falls back to UDP or TCP.
+    SipTlsConfig tls;
 };
 
 class SipStack {
@@ -122,6 +131,12 @@ public:
     // the progress of the referred call as on_refer_notify. An unknown or not established dialog gets
     // on_refer_result(id, 481).
     void refer(DialogId id, const std::string& target);
+
+    // Whether invite(uri, ..., line) sends its INVITE over TLS: `uri` is sips: or has transport=tls, or the
+    // line (the first line when `line` is "", as invite() chooses) has transport "tls" — invite() then
+    // forces TLS for that call (adds transport=tls to a plain sip: URI, refuses an explicit udp/tcp one).
+    // The call manager asks this before putting SDES keys in an offer. Thread-safe (reads the options).
+    bool invite_secure(const std::string& uri, const std::string& line = "") const;
 
     std::vector<LineStatus> lines() const;
     std::string contact_host() const;  // the address SIP is bound to, for logs
