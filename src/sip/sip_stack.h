@@ -34,6 +34,7 @@ struct InviteInfo {
     std::string line;          // name of the [[line]] it arrived on (matched by Request-URI user), or ""
     std::string content_type;  // of the body, "" when none
     std::string body;          // the SDP offer, "" when none (delayed offer)
+    bool secure = false;       // arrived over TLS (sips: or transport=tls): SDES keys may be exchanged
 };
 
 enum class LineState { kUnregistered, kRegistering, kRegistered, kFailed };
