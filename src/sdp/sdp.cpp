@@ -538,7 +538,7 @@ bool offers_srtp(const LocalMedia& local) {
 // Why the RTP/SAVP stream `m` cannot be taken, or "" and its first usable a=crypto in `crypto`.
 std::string srtp_problem(const MediaDescription& m, const LocalMedia& local,
                          std::optional<media::CryptoAttribute>& crypto) {
-    if (local.srtp == LocalMedia::Srtp::kOff) return "audio stream is RTP/SAVP (SRTP) but media.srtp is \"off\"";
+    if (local.srtp == LocalMedia::Srtp::kOff) return "audio stream is RTP/SAVP (SRTP) but media.srtp is off";
     if (!local.srtp_keys_allowed) return kSrtpInsecureSignallingReason;
     if (local.srtp_keys.empty()) return "no local SRTP key to answer RTP/SAVP with";
     if (m.crypto.empty()) {
@@ -666,7 +666,7 @@ Answer answer_offer(const SessionDescription& offer, const LocalMedia& local) {
             problem = "audio stream uses " + m.proto.substr(0, 40) +
                       "; only RTP/AVP and RTP/SAVP with SDES keys are supported";
         } else if (local.srtp == LocalMedia::Srtp::kRequired) {
-            problem = "media.srtp is \"required\" but the audio stream is plain RTP/AVP";
+            problem = "media.srtp is required but the audio stream is plain RTP/AVP";
         }
         if (problem.empty() && !codec) {
             problem =

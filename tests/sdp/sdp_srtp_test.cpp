@@ -86,7 +86,7 @@ const SrtpCase kCases[] = {
      .offer = savp("a=crypto:1 F8_128_HMAC_SHA1_80 inline:" + kKeyA + "\n" + kCryptoB32), .srtp = true, .tag = 7,
      .suite = SrtpSuite::kAesCm128HmacSha1_32, .remote_key_first = 100},
     {.name = "off_refuses_savp", .offer = savp(kCryptoA80), .mode = LocalMedia::Srtp::kOff, .status = 488,
-     .reason = "media.srtp is \"off\""},
+     .reason = "media.srtp is off"},
     {.name = "optional_takes_avp", .offer = kHeader + "m=audio 4000 RTP/AVP 0\n"},
     {.name = "off_takes_avp", .offer = kHeader + "m=audio 4000 RTP/AVP 0\n", .mode = LocalMedia::Srtp::kOff},
     {.name = "required_refuses_avp", .offer = kHeader + "m=audio 4000 RTP/AVP 0\n",
