@@ -4,6 +4,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <vector>
@@ -149,9 +150,9 @@ std::optional<CryptoAttribute> crypto_parse(std::string_view value, std::string*
         return fail("a=crypto key is not 40 base64 characters (a 16-byte key and 14-byte salt)");
     }
     std::string_view rest = bar == std::string_view::npos ? std::string_view() : kp.substr(bar + 1);
+    if (std::count(rest.begin(), rest.end(), '|') > 1) return fail("a=crypto key has too many |-separated fields");
     bool seen_lifetime = false;
-    for (int part = 0; bar != std::string_view::npos; ++part) {
-        if (part >= 2) return fail("a=crypto key has too many |-separated fields");
+    while (bar != std::string_view::npos) {
         const size_t next = rest.find('|');
         const std::string_view field = rest.substr(0, next);
         if (field.find(':') != std::string_view::npos) {
