@@ -539,9 +539,8 @@ CallId CallManager::originate_call(const std::string& uri, const std::string& li
     const bool secure = line_signalling_secure(config_, line);
     if (srtp_mode(config_, line) == sdp::LocalMedia::Srtp::kRequired && !secure &&
         !config_.media.srtp_insecure_signalling) {
+        // Not logged here: the caller reports it (parley dial logs event=call_failed, the API answers it).
         if (error) *error = std::string("SRTP is required but ") + sdp::kSrtpInsecureSignallingReason;
-        PLOG_WARN("event=call_refused to={} line={} reason=\"{}\"", uri, line.empty() ? "-" : line,
-                  sdp::kSrtpInsecureSignallingReason);
         return 0;
     }
     auto sockets = ports_.acquire(error);

@@ -18,7 +18,11 @@ Once TLS is merged the same call is to run over TLS without that key.
      the negotiated-source check would drop any other source as foreign before SRTP): Parley's
      event=call_ended reports srtp_auth_failed=TAMPERED and /metrics parley_srtp_auth_failed_total too,
      and the echo is still heard (above).
-Needs root (tshark, raw and packet sockets on lo). About 25 s."""
+3. Outgoing (`parley dial`, media.srtp = "required"): without the allow key the call is refused before any
+   INVITE, with the reason in event=call_failed; with it, Parley's RTP/SAVP offer (tags 1 and 2) is
+   answered by baresip (answermode=auto, srtp-mand), Parley logs srtp=<suite> and what baresip heard is
+   its own speech echoed through SRTP both ways.
+Needs root (tshark, raw and packet sockets on lo). About 45 s."""
 import socket
 import struct
 import sys
@@ -29,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (Test, baresip_call, best_lag, check, envelope, log, parse_rtp, read_wav,  # noqa: E402
-                        speech_wav, tail, ulaw_encode, wait_until)
+from parleytest import (Test, _udp_free, baresip_call, best_lag, check, envelope, free_port, log,  # noqa: E402
+                        parse_rtp, read_wav, speech_wav, tail, ulaw_encode, wait_until)
 
 ECHO_DELAY_MS = 200
 MIN_CORR = 0.7
@@ -191,6 +195,48 @@ def main(t: Test):
     check(corr >= MIN_CORR, f"what baresip heard is not its own speech echoed: correlation {corr:.3f} < {MIN_CORR}")
     check(ECHO_DELAY_MS - 50 <= lag * 10 <= ECHO_DELAY_MS + 500, f"echo lag {lag * 10} ms is not about echo_delay_ms")
     p.stop()
+
+    # ---- 3. outgoing: our RTP/SAVP offer ----------------------------------------------------------------
+    log("--- 3: parley dial with media.srtp = required: refused over UDP, then allowed, baresip answers")
+    bport = free_port(tcp=False)
+    c0 = t.parley_call(f"sip:baresip@127.0.0.1:{bport}", "dial-refused", timeout=10, media={"srtp": "required"})
+    failed = [ln for ln in c0.log_path.read_text(errors="replace").splitlines() if "event=call_failed" in ln]
+    t.measure("dial_refused", failed)
+    check(c0.rc != 0 and failed and "unencrypted signalling" in failed[0],
+          f"parley dial with SRTP required over UDP was not refused with its reason: rc={c0.rc} {failed}")
+
+    callee: dict = {}
+
+    def run_callee():
+        try:
+            callee["result"] = baresip_call(t, "", mic, quit_after + 10, name="baresip-callee",
+                                            extra_modules=("srtp.so",), account_params=SRTP_ACCOUNT, dial=False,
+                                            sip_port=bport)
+        except Exception as e:  # reported by the main thread
+            callee["error"] = repr(e)
+    th = threading.Thread(target=run_callee, daemon=True)
+    th.start()
+    wait_until(lambda: not _udp_free(bport) or "error" in callee, 10, what="baresip to listen")
+    c = t.parley_call(f"sip:baresip@127.0.0.1:{bport}", "dial-srtp", timeout=quit_after + 6,
+                      media={"srtp": "required", "srtp_insecure_signalling": True},
+                      call={"handler": "echo", "echo_delay_ms": ECHO_DELAY_MS})
+    th.join(quit_after + 40)
+    check("error" not in callee and "result" in callee, f"baresip as callee failed: {callee.get('error')}")
+    dial_log = c.log_path.read_text(errors="replace")
+    answered_out = [ln for ln in dial_log.splitlines() if "event=call_answered" in ln]
+    t.measure("dial_answered", answered_out)
+    check(answered_out and "srtp=AES_CM_128_HMAC_SHA1_" in answered_out[0],
+          f"the outgoing call was not answered with SRTP: {answered_out or tail(c.log_path, 10)}")
+    check("inline:" not in dial_log or "inline:<redacted>" in dial_log, "an SDES key reached the log")
+    _, crec, _ = callee["result"]
+    cenc, cdec = sorted(crec.glob("dump-*-enc.wav")), sorted(crec.glob("dump-*-dec.wav"))
+    check(cenc and cdec, f"baresip callee's recordings missing: {[x.name for x in crec.iterdir()]}")
+    r1, s1 = read_wav(cenc[-1])
+    r2, h1 = read_wav(cdec[-1])
+    lag, corr = best_lag(envelope(s1, r1), envelope(h1, r2), max_lag=150)
+    t.measure("outgoing_envelope_correlation", round(corr, 3))
+    t.measure("outgoing_best_lag_ms", lag * 10)
+    check(corr >= MIN_CORR, f"outgoing SRTP call: baresip did not hear its speech echoed (correlation {corr:.3f})")
 
 
 if __name__ == "__main__":
