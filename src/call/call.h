@@ -102,6 +102,8 @@ public:
     // may be exchanged in its re-INVITEs too.
     void set_signalling_secure(bool secure) { signalling_secure_ = secure; }
     bool signalling_secure() const { return signalling_secure_; }
+    // The SRTP keys of the stream last started or updated (control thread); nullopt: plain RTP.
+    const std::optional<media::SrtpParams>& srtp() const { return srtp_; }
 
     // Control thread: forwards to the handler once it has started.
     void handler_on_transfer(const TransferResult& r) {
@@ -150,6 +152,7 @@ private:
     }
     bool media_started_ = false;
     bool signalling_secure_ = false;
+    std::optional<media::SrtpParams> srtp_;
     CallState state_ = CallState::kRinging;
 };
 

@@ -503,7 +503,19 @@ void CallManager::handle_reinvite(sip::DialogId dialog, const std::string& sdp_t
         PLOG_WARN("event=reinvite_rejected call={} status=400 reason=\"{}\"", call->id(), err);
         return sip_->respond(dialog, 400, "Malformed SDP");
     }
+    // SRTP: hold, unhold or a new address keeps the peer's key: then we keep ours too, and the media thread
+    // keeps its contexts. If anything of the SRTP parameters changes, the answer has a fresh key of ours
+    // (a context rebuilt with a used key would repeat its keystream).
+    const std::optional<media::SrtpParams> current_srtp = call->srtp();
+    if (current_srtp && !local.srtp_keys.empty()) local.srtp_keys.front() = current_srtp->local_key;
     auto ans = sdp::answer_offer(*offer, local);
+    if (current_srtp && ans.media.srtp && *ans.media.srtp != *current_srtp) {
+        if (!srtp_prepare(local, config_, call->info().line, call->signalling_secure(), &err)) {
+            PLOG_WARN("event=reinvite_rejected call={} status=500 reason=\"{}\"", call->id(), err);
+            return sip_->respond(dialog, 500, "Server Error");
+        }
+        ans = sdp::answer_offer(*offer, local);
+    }
     if (ans.status != 200) {
         PLOG_WARN("event=reinvite_rejected call={} status={} reason=\"{}\"", call->id(), ans.status, ans.reason);
         return sip_->respond(dialog, ans.status, "Not Acceptable Here");

@@ -164,7 +164,6 @@ struct MediaSession::Worker {
             have_ssrc = false;
             sent_fifo.clear();  // another rate
         }
-        if (!make_addr(p.remote_address, p.remote_port, remote, remote_len)) return false;
         if (initial) {
             srtp = std::move(s.initial_srtp_);
         } else if (np.srtp != old_srtp) {
@@ -175,6 +174,7 @@ struct MediaSession::Worker {
             if (np.srtp && !srtp)
                 PLOG_WARN("{} event=srtp_rekey_failed error=\"{}\" (media stops)", s.options_.log_tag, error);
         }
+        if (!make_addr(p.remote_address, p.remote_port, remote, remote_len)) return false;
         uint16_t rtcp_port = p.remote_rtcp_port ? p.remote_rtcp_port : static_cast<uint16_t>(p.remote_port + 1);
         make_addr(p.remote_address, rtcp_port, remote_rtcp, remote_rtcp_len);
         latched = false;
