@@ -22,7 +22,7 @@ Once TLS is merged the same call is to run over TLS without that key.
    INVITE, with the reason in event=call_failed; with it, Parley's RTP/SAVP offer (tags 1 and 2) is
    answered by baresip (answermode=auto, srtp-mand), Parley logs srtp=<suite> and what baresip heard is
    its own speech echoed through SRTP both ways.
-Needs root (tshark, raw and packet sockets on lo). About 45 s."""
+Needs root (tshark, raw and packet sockets on lo). About 40 s."""
 import socket
 import struct
 import sys
@@ -129,7 +129,7 @@ def main(t: Test):
     log("--- 2: the same call with media.srtp_insecure_signalling = true")
     p = t.parley(media={"srtp": "required", "srtp_insecure_signalling": True},
                  call={"handler": "echo", "echo_delay_ms": ECHO_DELAY_MS})
-    cap = t.capture(f"udp portrange {p.rtp_lo}-{p.rtp_hi}", "parley_rtp").start()
+    cap = t.capture(f"udp portrange {p.rtp_lo}-{p.rtp_hi}", "parley_rtp")
     state: dict = {}
     th = threading.Thread(target=tamper, args=(p, state), daemon=True)
     th.start()
@@ -209,7 +209,7 @@ def main(t: Test):
 
     def run_callee():
         try:
-            callee["result"] = baresip_call(t, "", mic, quit_after + 10, name="baresip-callee",
+            callee["result"] = baresip_call(t, "", mic, quit_after + 2, name="baresip-callee",
                                             extra_modules=("srtp.so",), account_params=SRTP_ACCOUNT, dial=False,
                                             sip_port=bport)
         except Exception as e:  # reported by the main thread
