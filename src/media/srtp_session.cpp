@@ -16,7 +16,12 @@ static_assert(SrtpSession::kSrtpMaxTrailer >= SRTP_MAX_TRAILER_LEN, "room for li
 srtp_err_status_t init_once() {
     static std::once_flag once;
     static srtp_err_status_t status = srtp_err_status_fail;
-    std::call_once(once, [] { status = srtp_init(); });
+    std::call_once(once, [] {
+        status = srtp_init();
+        // libsrtp2 2.5 answers a second srtp_init (someone else in the process initialised it first) with
+        // bad_param from re-loading its debug module, after checking that its crypto kernel is up: usable.
+        if (status == srtp_err_status_bad_param) status = srtp_err_status_ok;
+    });
     return status;
 }
 
