@@ -316,6 +316,9 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         r.integer("jitter_ms", cfg.media.jitter_ms, 0, 1000);
         r.integer("timeout_s", cfg.media.timeout_s, 0, 3600);
         r.boolean("symmetric_rtp", cfg.media.symmetric_rtp);
+        // ---- SRTP (docs/srtp.md) ----
+        r.str("srtp", cfg.media.srtp);
+        r.boolean("srtp_insecure_signalling", cfg.media.srtp_insecure_signalling);
         r.reject_unknown();
         if (!r.ok()) return fail(error);
         auto dash = ports.find('-');
@@ -328,6 +331,9 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         cfg.media.rtp_port_max = hi;
         if (cfg.media.ptime % 10 != 0) return fail("media.ptime: expected 10, 20, 30, 40, 50 or 60");
         static const std::set<std::string> kCodecs = {"PCMU", "PCMA", "G722"};
+        if (cfg.media.srtp != "off" && cfg.media.srtp != "optional" && cfg.media.srtp != "required")
+            return fail(fmt::format("media.srtp: expected \"off\", \"optional\" or \"required\", got \"{}\"",
+                                    cfg.media.srtp));
         if (cfg.media.codecs.empty()) return fail("media.codecs: expected at least one of PCMU, PCMA, G722");
         for (auto& c : cfg.media.codecs)
             if (!kCodecs.count(c))
@@ -515,6 +521,7 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
             r.integer("expires", line.expires, 10, 86400);
             r.str("display_name", line.display_name);
             r.boolean("record", line.record);
+            r.str("srtp", line.srtp);  // SRTP (docs/srtp.md)
             r.reject_unknown();
             if (!r.ok()) return fail(error);
             if (line.name.empty()) line.name = fmt::format("line{}", i);
@@ -533,6 +540,9 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
                                             line.transport));
                 line.transport = "tls";
             }
+            if (!line.srtp.empty() && line.srtp != "off" && line.srtp != "optional" && line.srtp != "required")
+                return fail(fmt::format("line.{}.srtp: expected \"off\", \"optional\" or \"required\" (or \"\" for "
+                                        "media.srtp), got \"{}\"", i, line.srtp));
             if (line.auth_user.empty()) line.auth_user = line.user;
             cfg.lines.push_back(std::move(line));
         }
@@ -565,6 +575,8 @@ ptime = 20                       # ms per packet in our offers (we follow the ca
 jitter_ms = 60                   # jitter buffer target
 timeout_s = 30                   # no RTP for this long ends the call with BYE (0 = never)
 symmetric_rtp = true             # latch once onto the real source of RTP (NAT), logged
+srtp = "off"                     # off | optional | required: SRTP with SDES keys (docs/srtp.md)
+srtp_insecure_signalling = false # allow SDES keys over signalling that is not TLS (they travel in clear)
 
 [call]
 handler = "echo"                 # echo | playback | conversation
@@ -659,6 +671,7 @@ level = "info"                   # trace | debug | info | warn | error
 # expires = 3600
 # display_name = ""
 # record = false                      # recordings of this line's calls ([recording])
+# srtp = ""                           # off | optional | required; "" = media.srtp
 )";
 }
 

@@ -41,6 +41,9 @@ struct MediaConfig {
     int jitter_ms = 60;             // jitter buffer target
     int timeout_s = 30;             // no RTP for this long ends the call with BYE (0 = never)
     bool symmetric_rtp = true;      // latch once onto the real source address (NAT)
+    // SRTP with SDES keys (docs/srtp.md)
+    std::string srtp = "off";       // off | optional | required (a line's srtp overrides it)
+    bool srtp_insecure_signalling = false;  // allow SDES keys over signalling that is not TLS
 };
 
 struct CallConfig {
@@ -63,6 +66,7 @@ struct LineConfig {
     int expires = 3600;             // seconds
     std::string display_name;
     bool record = false;            // stereo WAV of every call on this line ([recording])
+    std::string srtp;               // off | optional | required; "" = media.srtp (docs/srtp.md)
 };
 
 // Speech and language engines. engine = "embedded" (in-process whisper.cpp / llama.cpp / espeak-ng) or

@@ -119,7 +119,8 @@ json config_to_json(const Config& c) {
                               {"transport", line.transport},
                               {"expires", line.expires},
                               {"display_name", line.display_name},
-                              {"record", line.record}});
+                              {"record", line.record},
+                              {"srtp", line.srtp}});  // SRTP mode of the line (docs/srtp.md)
     }
     return j;
 }
@@ -151,7 +152,7 @@ std::optional<std::vector<std::string>> patch_to_overrides(const json& patch, co
                 static const json kLineLike = {{"name", ""},   {"registrar", ""},    {"user", ""},
                                                {"auth_user", ""}, {"password", ""},   {"domain", ""},
                                                {"transport", ""}, {"expires", 0},    {"display_name", ""},
-                                               {"record", false}};
+                                               {"record", false},    {"srtp", ""}};
                 for (auto& [key, value] : line.items()) {
                     if (!kLineLike.contains(key))
                         return fail(fmt::format("lines.{}.{}: unknown key", name, key));

@@ -44,6 +44,7 @@
 
 #include "common/log.h"
 #include "sip/sip_tls.h"
+#include "media/srtp.h"  // redact_sdes_keys: no SDES key in logged SIP messages
 
 extern "C" {
 // sofia-sip's per-module log objects (exported by libsofia-sip-ua, not declared in its public headers).
@@ -136,7 +137,8 @@ void sofia_logger(void*, const char* fmt, va_list ap) {
         if (line.size() > 4096) line.clear();
     }
     for (auto& msg : all) tls::note_diagnostic(msg);  // SIP over TLS: why a connection was refused
-    for (auto& msg : complete) PLOG_WARN("event=sofia_log msg=\"{}\"", msg);
+    // SRTP: sofia prints whole messages when TPORT_LOG is set; SDES keys in their SDP must not reach the log.
+    for (auto& msg : complete) PLOG_WARN("event=sofia_log msg=\"{}\"", media::redact_sdes_keys(msg));
 }
 
 void redirect_sofia_logs() {

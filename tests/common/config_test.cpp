@@ -206,5 +206,28 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"agent_threshold_range", "[agent]\nvad_threshold = 1.5\n", {}, "agent.vad_threshold"}),
     [](const auto& p) { return std::string(p.param.name); });
 
+// ---- SRTP (docs/srtp.md) ----
+TEST(Config, SrtpModesGlobalAndPerLine) {
+    std::string err;
+    auto defaults = load_config("", {}, &err);
+    ASSERT_TRUE(defaults) << err;
+    EXPECT_EQ(defaults->media.srtp, "off");
+    EXPECT_FALSE(defaults->media.srtp_insecure_signalling);
+
+    auto cfg = load_config("", {"media.srtp=optional", "media.srtp_insecure_signalling=true", "line.0.user=1001",
+                                "line.0.registrar=sip:pbx", "line.0.srtp=required"},
+                           &err);
+    ASSERT_TRUE(cfg) << err;
+    EXPECT_EQ(cfg->media.srtp, "optional");
+    EXPECT_TRUE(cfg->media.srtp_insecure_signalling);
+    EXPECT_EQ(cfg->lines.at(0).srtp, "required");
+
+    EXPECT_FALSE(load_config("", {"media.srtp=mandatory"}, &err));
+    EXPECT_NE(err.find("media.srtp: expected \"off\", \"optional\" or \"required\", got \"mandatory\""),
+              std::string::npos) << err;
+    EXPECT_FALSE(load_config("", {"line.0.user=1001", "line.0.registrar=sip:pbx", "line.0.srtp=yes"}, &err));
+    EXPECT_NE(err.find("line.0.srtp: expected"), std::string::npos) << err;
+}
+
 }  // namespace
 }  // namespace parley
