@@ -174,6 +174,7 @@ struct SipStack::Impl {
         bool auth_tried = false;
         std::string line;
         std::string contact_user;  // user part for our Contact (the line's user, or the Request-URI user)
+        std::string tls_contact;   // our Contact for a sip:...;transport=tls INVITE over TLS (answer_contact)
         std::string local_uri;     // our side of the dialog (To of an incoming INVITE, From of ours): Referred-By
         int final_status = 0;
         std::string final_phrase;
@@ -629,6 +630,8 @@ struct SipStack::Impl {
         if (Line* l = line_by_name(info.line)) d.contact_user = l->cfg.user;
         else if (sip && sip->sip_request && sip->sip_request->rq_url->url_user)
             d.contact_user = sip->sip_request->rq_url->url_user;
+        if (info.secure && sip->sip_request)
+            d.tls_contact = tls::answer_contact(d.contact_user, url_str(sip->sip_request->rq_url));
         d.offer_in_answer = info.body.empty();
         dialogs.emplace(d.id, std::move(owned));
         events.on_invite(info);
@@ -716,6 +719,7 @@ struct SipStack::Impl {
         // of whichever line registered last).
         nua_respond(d->nh, status, intern_phrase(phrase),
                     TAG_IF(!d->contact_user.empty(), NUTAG_M_USERNAME(d->contact_user.c_str())),
+                    TAG_IF(!d->tls_contact.empty(), SIPTAG_CONTACT_STR(d->tls_contact.c_str())),
                     TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                     TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())), TAG_END());
     }

@@ -214,6 +214,19 @@ bool uri_names_clear_transport(const std::string& uri) {
     return p != std::string::npos && l.compare(p + 11, 3, "tls") != 0;
 }
 
+std::string answer_contact(const std::string& user, const std::string& request_uri) {
+    if (!iequals_prefix(request_uri, "sip:") || uri_names_clear_transport(request_uri) ||
+        lower(request_uri).find(";transport=tls") == std::string::npos)
+        return "";
+    std::string rest = request_uri.substr(4);
+    auto end = rest.find_first_of(";?");
+    std::string hostport = rest.substr(0, end);
+    auto at = hostport.rfind('@');
+    if (at != std::string::npos) hostport = hostport.substr(at + 1);
+    if (hostport.empty() || hostport.find_first_of(" <>\"") != std::string::npos) return "";
+    return "<sip:" + (user.empty() ? std::string() : user + "@") + hostport + ";transport=tls>";
+}
+
 std::string force_tls(const std::string& uri) {
     if (uri_is_tls(uri)) return uri;
     auto lt = uri.find('<');

@@ -39,6 +39,12 @@ std::string force_tls(const std::string& uri);
 // The To header for a target: "<uri>" unless it has its brackets already (outside them, URI parameters
 // would be read as header parameters, and NUA's Request-URI, taken from To, would lose ;transport=tls).
 std::string to_header(const std::string& uri);
+// The Contact for our answers to an INVITE that came over TLS with the Request-URI `request_uri`: for a
+// "sip:...;transport=tls" URI, "<sip:USER@HOSTPORT;transport=tls>" with that URI's host and port (the TLS
+// listener the peer reached), because NUA's own Contact would be our sips: URL and libre-based peers
+// (baresip) speak no sips: at all: they fail the ACK ("Function not implemented"). RFC 3261 12.1.1 asks for
+// a sips: Contact only when the request's URI was sips:. "" for any other URI (NUA's Contact stays).
+std::string answer_contact(const std::string& user, const std::string& request_uri);
 
 // Builds sofia-sip's certificate directory in tls.dir (created 0700, files 0600): agent.pem from
 // tls.cert + tls.key, or a P-256 key and self-signed certificate (CN=parley-self-signed, one year, logged

@@ -113,6 +113,18 @@ INSTANTIATE_TEST_SUITE_P(
         UriCase{"\"Desk\" <sip:1002@pbx>", false, false, "\"Desk\" <sip:1002@pbx;transport=tls>",
                 "\"Desk\" <sip:1002@pbx;transport=tls>"}));
 
+TEST(AnswerContact, SipOverTlsKeepsTheSchemeSipsAndOthersKeepNuasContact) {
+    EXPECT_EQ(answer_contact("agent", "sip:agent@127.0.0.1:5061;transport=tls"),
+              "<sip:agent@127.0.0.1:5061;transport=tls>");
+    EXPECT_EQ(answer_contact("1001", "sip:agent@[::1]:5061;transport=TLS;lr?X=y"),
+              "<sip:1001@[::1]:5061;transport=tls>");
+    EXPECT_EQ(answer_contact("", "sip:pbx.example.com;transport=tls"), "<sip:pbx.example.com;transport=tls>");
+    EXPECT_EQ(answer_contact("agent", "sips:agent@127.0.0.1:5061"), "");  // sips: stays sips:
+    EXPECT_EQ(answer_contact("agent", "sip:agent@127.0.0.1:5061"), "");   // no transport named
+    EXPECT_EQ(answer_contact("agent", "sip:agent@127.0.0.1;transport=udp"), "");
+    EXPECT_EQ(answer_contact("agent", "sip:agent@;transport=tls"), "");
+}
+
 std::string slurp(const std::string& path) {
     std::ifstream f(path);
     std::stringstream ss;
