@@ -560,6 +560,44 @@ def read_pcap_udp(path) -> list[Udp]:
     raise TestFailure(f"{path}: unknown capture file format (magic {magic.hex()})")
 
 
+SIP_START = re.compile(rb"^(INVITE|ACK|BYE|CANCEL|REGISTER|OPTIONS|INFO|NOTIFY|REFER|UPDATE|PRACK|SUBSCRIBE|"
+                       rb"MESSAGE|PUBLISH) [^ ]+ SIP/2\.0\r\n|^SIP/2\.0 \d{3} ")
+
+
+def read_pcap_l4(path) -> list[tuple[float, str, int, int, bytes]]:
+    """(ts, proto 'udp'|'tcp', sport, dport, payload) of the IPv4 UDP/TCP packets of a classic little-endian
+    pcap (what Capture writes), for checks on TCP/TLS traffic that read_pcap_udp does not see."""
+    data = Path(path).read_bytes()
+    check(len(data) >= 24, f"{path}: not a complete capture")
+    magic = data[:4]
+    check(magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"), f"{path}: expected a little-endian classic pcap")
+    nano = magic == b"\x4d\x3c\xb2\xa1"
+    linktype = struct.unpack("<I", data[20:24])[0] & 0x0FFFFFFF
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        sec, frac, incl, _ = struct.unpack("<IIII", data[pos:pos + 16])
+        pos += 16
+        frame = data[pos:pos + incl]
+        pos += incl
+        off = _l3_offset(linktype, frame)
+        if off is None or len(frame) < off + 20 or frame[off] >> 4 != 4:
+            continue
+        ihl = (frame[off] & 15) * 4
+        total = struct.unpack("!H", frame[off + 2:off + 4])[0]
+        proto = frame[off + 9]
+        l4 = off + ihl
+        end = min(len(frame), off + total)
+        ts = sec + frac / (1e9 if nano else 1e6)
+        if proto == 17:
+            sport, dport = struct.unpack("!HH", frame[l4:l4 + 4])
+            out.append((ts, "udp", sport, dport, bytes(frame[l4 + 8:end])))
+        elif proto == 6:
+            sport, dport = struct.unpack("!HH", frame[l4:l4 + 4])
+            doff = (frame[l4 + 12] >> 4) * 4
+            out.append((ts, "tcp", sport, dport, bytes(frame[l4 + doff:end])))
+    return out
+
+
 @dataclass
 class Rtp:
     ts: float  # capture time
@@ -1137,12 +1175,14 @@ class CallResult:
 def baresip_call(t: "Test", target: str, mic: Path, seconds: int, codec: str = "PCMU",
                  module: str = "g711.so", rate: int = 8000, name: str = "baresip",
                  extra_modules: tuple = (), account_params: str = "", dial: bool = True,
-                 sip_port: int | None = None) -> tuple[Path, Path, tuple[int, int]]:
+                 sip_port: int | None = None, extra_config: str = "") -> tuple[Path, Path, tuple[int, int]]:
     """baresip (headless, see shared/PEERS.md) dials sip:agent@target offering only `codec`, with the WAV
     `mic` as its microphone (aufile) and sndfile recording what it sends and hears into <workdir>/rec-<name>;
     it quits after `seconds` (SIGTERM twice if it hangs). `extra_modules` are loaded too (e.g. "srtp.so"),
     `account_params` are appended to its account line (e.g. ";mediaenc=srtp-mand"). dial=False: it does not
     dial but answers (answermode=auto) calls to sip:baresip@127.0.0.1:`sip_port` (run it in a thread then).
+    `extra_config` lines are appended to its config (e.g. "sip_cafile /path/ca.crt": baresip 1.0.0 always
+    adds a TLS transport, listening on sip_port + 1; it loads the file but does not refuse servers it fails).
     Returns (its log, the recording dir, its RTP range)."""
     conf, rec = t.dir / name, t.dir / f"rec-{name}"
     conf.mkdir()
@@ -1150,6 +1190,7 @@ def baresip_call(t: "Test", target: str, mic: Path, seconds: int, codec: str = "
     bport = sip_port or free_port(tcp=False)
     lo, hi = free_port_range(20)
     extra = "".join(f"module\t\t\t{m}\n" for m in extra_modules)
+    extra_config = extra_config.rstrip("\n") + "\n" if extra_config else ""
     (conf / "config").write_text(f"""poll_method		epoll
 sip_listen		127.0.0.1:{bport}
 sip_transports		udp
@@ -1169,7 +1210,7 @@ module			sndfile.so
 {extra}module_app		account.so
 module_app		menu.so
 snd_path		{rec}
-""")
+{extra_config}""")
     (conf / "accounts").write_text(
         f"<sip:baresip@127.0.0.1:{bport}>;regint=0;audio_codecs={codec};answermode={'manual' if dial else 'auto'}{account_params}\n")
     (conf / "contacts").write_text("\n")
