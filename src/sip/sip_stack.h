@@ -21,6 +21,10 @@
 
 #include "common/config.h"
 
+namespace parley::net {
+class NatAddresses;
+}
+
 namespace parley::sip {
 
 using DialogId = uint64_t;
@@ -34,6 +38,7 @@ struct InviteInfo {
     std::string line;          // name of the [[line]] it arrived on (matched by Request-URI user), or ""
     std::string content_type;  // of the body, "" when none
     std::string body;          // the SDP offer, "" when none (delayed offer)
+    std::string source_ip;     // where the INVITE came from (top Via received=, else its host): NAT policy
 };
 
 enum class LineState { kUnregistered, kRegistering, kRegistered, kFailed };
@@ -98,7 +103,15 @@ struct SipStackOptions {
     std::string user_agent = "Parley";
     std::vector<LineConfig> lines;
     int unregister_timeout_ms = 3000;  // stop() waits at most this long for un-REGISTERs
+    // NAT (docs/nat.md). Not owned; must outlive the stack. nullptr = no NAT handling (Contact is NUA's).
+    // With it: Via carries ;rport (RFC 3581); peers outside its local networks get a Contact with the
+    // external address; a REGISTER response whose Via received/rport differs from what we advertised
+    // records that address (NatAddresses::set_rport_mapped) and the line is re-registered with it (the old
+    // binding removed first). Each line with keepalive_s > 0 sends OPTIONS to its registrar that often while
+    // registered, which keeps the NAT binding (and so inbound calls) alive.
+    net::NatAddresses* nat = nullptr;
 };
+
 
 class SipStack {
 public:
