@@ -16,43 +16,9 @@
 namespace parley::call {
 namespace {
 
-// The local address the kernel would use to reach `remote` (no packet is sent): the right address to
-// advertise in SDP when we listen on 0.0.0.0 and the host has several interfaces.
-std::string route_source(const std::string& remote) {
-    sockaddr_storage ss{};
-    socklen_t len;
-    int family = remote.find(':') != std::string::npos ? AF_INET6 : AF_INET;
-    if (family == AF_INET) {
-        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-        a->sin_family = AF_INET;
-        a->sin_port = htons(9);
-        if (inet_pton(AF_INET, remote.c_str(), &a->sin_addr) != 1) return {};
-        len = sizeof *a;
-    } else {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(9);
-        if (inet_pton(AF_INET6, remote.c_str(), &a->sin6_addr) != 1) return {};
-        len = sizeof *a;
-    }
-    int fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return {};
-    std::string out;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0) {
-        sockaddr_storage local{};
-        socklen_t llen = sizeof local;
-        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) == 0) {
-            char buf[INET6_ADDRSTRLEN] = {};
-            if (family == AF_INET)
-                inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&local)->sin_addr, buf, sizeof buf);
-            else
-                inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr, buf, sizeof buf);
-            out = buf;
-        }
-    }
-    ::close(fd);
-    return out;
-}
+// The local address the kernel would use to reach a peer: the right address to advertise in SDP when we
+// listen on 0.0.0.0 and the host has several interfaces (shared with the SIP stack's NAT policy).
+using net::route_source;
 
 std::string offer_address(const std::string& body) {
     auto sd = sdp::parse(body);

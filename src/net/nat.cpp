@@ -2,6 +2,9 @@
 #include "net/nat.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -14,6 +17,41 @@ namespace parley::net {
 bool is_ip_literal(const std::string& s) {
     uint8_t buf[16];
     return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+std::string route_source(const std::string& peer_ip) {
+    sockaddr_storage ss{};
+    socklen_t len;
+    int family = peer_ip.find(':') != std::string::npos ? AF_INET6 : AF_INET;
+    if (family == AF_INET) {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        a->sin_family = AF_INET;
+        a->sin_port = htons(9);
+        if (inet_pton(AF_INET, peer_ip.c_str(), &a->sin_addr) != 1) return {};
+        len = sizeof *a;
+    } else {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(9);
+        if (inet_pton(AF_INET6, peer_ip.c_str(), &a->sin6_addr) != 1) return {};
+        len = sizeof *a;
+    }
+    int fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return {};
+    std::string out;
+    sockaddr_storage local{};
+    socklen_t llen = sizeof local;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) == 0) {
+        char buf[INET6_ADDRSTRLEN] = {};
+        if (family == AF_INET)
+            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&local)->sin_addr, buf, sizeof buf);
+        else
+            inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr, buf, sizeof buf);
+        out = buf;
+    }
+    ::close(fd);
+    return out;
 }
 
 std::optional<Cidr> Cidr::parse(const std::string& text) {

@@ -43,6 +43,10 @@ private:
 // true when `s` is an IPv4 or IPv6 literal.
 bool is_ip_literal(const std::string& s);
 
+// The local address the kernel would use to reach `peer_ip` (a connect()ed UDP socket, no packet sent);
+// "" when there is no route or `peer_ip` is not a literal.
+std::string route_source(const std::string& peer_ip);
+
 // What Parley considers local by default: RFC 1918, loopback, link-local, IPv6 ULA/link-local/loopback.
 std::vector<std::string> default_local_networks();
 
@@ -68,6 +72,7 @@ public:
     bool set_stun_mapped(const std::string& ip);
     bool set_rport_mapped(const std::string& line, const std::string& ip, uint16_t port);
     bool configured() const { return !options_.sip_external.empty(); }
+    bool any_external() const { return !external_sip_ip().empty(); }
     std::string external_sip_ip() const;    // configured, else rport's (any line), else STUN's; "" if none
     std::string external_media_ip() const;  // media_external, else external_sip_ip()
     std::string describe_local_networks() const;

@@ -565,7 +565,7 @@ struct SipStack::Impl {
         else if (sip && sip->sip_request && sip->sip_request->rq_url->url_user)
             d.contact_user = sip->sip_request->rq_url->url_user;
         d.offer_in_answer = info.body.empty();
-        d.contact = nat_contact(info.source_ip, d.line, d.contact_user, "");
+        d.contact = nat_contact(info.source_ip, d.line, d.contact_user, via_transport(sip));
         dialogs.emplace(d.id, std::move(owned));
         events.on_invite(info);
     }
@@ -649,11 +649,37 @@ struct SipStack::Impl {
     std::string nat_contact(const std::string& peer, const std::string& line, const std::string& user,
                             const std::string& transport) const {
         if (!options.nat || peer.empty()) return {};
-        auto addr = options.nat->sip_address_for(peer, line, options.listen_port ? options.listen_port : 5060);
-        if (!addr) return {};
+        uint16_t port = options.listen_port ? options.listen_port : 5060;
+        auto addr = options.nat->sip_address_for(peer, line, port);
+        if (!addr) {
+            // A local peer while an external address is in use: NUA would reuse a line's (external)
+            // registration Contact for this dialog too, so name the local address explicitly.
+            if (!options.nat->is_local(peer) || !options.nat->any_external()) return {};
+            std::string local = options.listen_host != "0.0.0.0" && options.listen_host != "::"
+                                    ? options.listen_host
+                                    : net::route_source(peer);
+            if (local.empty()) return {};
+            addr = std::make_pair(local, port);
+        }
         std::string host = addr->first.find(':') != std::string::npos ? "[" + addr->first + "]" : addr->first;
         return fmt::format("<sip:{}{}{}:{}{}>", user, user.empty() ? "" : "@", host, addr->second,
-                           transport == "tcp" ? ";transport=tcp" : "");
+                           transport.empty() || transport == "udp" ? "" : ";transport=" + transport);
+    }
+
+    // "udp", "tcp", ... of a request's top Via ("SIP/2.0/TCP"), or of a URI's transport= parameter.
+    static std::string via_transport(const sip_t* sip) {
+        if (!sip || !sip->sip_via || !sip->sip_via->v_protocol) return "udp";
+        std::string p = sip->sip_via->v_protocol;
+        p = p.substr(p.rfind('/') + 1);
+        for (auto& c : p) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return p;
+    }
+    static std::string uri_transport(const std::string& uri) {
+        auto pos = uri.find("transport=");
+        if (pos == std::string::npos) return "udp";
+        std::string t = uri.substr(pos + 10, uri.find_first_of(";>?", pos + 10) - pos - 10);
+        for (auto& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return t;
     }
 
     // RFC 3581: the registrar's view of our address is the received/rport of our Via in its response. When
@@ -804,7 +830,7 @@ struct SipStack::Impl {
             return;
         }
         d.contact = nat_contact(host_of(uri), line_name.empty() && l ? l->cfg.name : line_name,
-                                l ? l->cfg.user : std::string(), "");
+                                l ? l->cfg.user : std::string(), uri_transport(uri));
         nua_invite(d.nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp.c_str()),
                    TAG_IF(l != nullptr && d.contact.empty(), NUTAG_M_USERNAME(l ? l->cfg.user.c_str() : "")),
                    TAG_IF(!d.contact.empty(), SIPTAG_CONTACT_STR(d.contact.c_str())), TAG_END());

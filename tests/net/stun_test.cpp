@@ -17,11 +17,13 @@ namespace {
 const StunTxId kTx = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
 
 std::vector<uint8_t> header(uint16_t type, const std::vector<uint8_t>& attrs, const StunTxId& tx = kTx) {
-    std::vector<uint8_t> m = {static_cast<uint8_t>(type >> 8), static_cast<uint8_t>(type & 0xff),
-                              static_cast<uint8_t>(attrs.size() >> 8), static_cast<uint8_t>(attrs.size() & 0xff),
-                              0x21, 0x12, 0xA4, 0x42};
-    m.insert(m.end(), tx.begin(), tx.end());
-    m.insert(m.end(), attrs.begin(), attrs.end());
+    std::vector<uint8_t> m(20 + attrs.size());
+    const uint8_t head[8] = {static_cast<uint8_t>(type >> 8), static_cast<uint8_t>(type & 0xff),
+                             static_cast<uint8_t>(attrs.size() >> 8), static_cast<uint8_t>(attrs.size() & 0xff),
+                             0x21, 0x12, 0xA4, 0x42};
+    for (size_t i = 0; i < 8; ++i) m[i] = head[i];
+    for (size_t i = 0; i < tx.size(); ++i) m[8 + i] = tx[i];
+    for (size_t i = 0; i < attrs.size(); ++i) m[20 + i] = attrs[i];
     return m;
 }
 
