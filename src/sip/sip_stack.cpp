@@ -270,6 +270,7 @@ struct SipStack::Impl {
                                                         ? "[" + options.listen_host + "]"
                                                         : options.listen_host,
                                       options.listen_port ? std::to_string(options.listen_port) : "*");
+        url = nat_listen_url(url);
         nua = nua_create(root, &Impl::on_nua_event, reinterpret_cast<nua_magic_t*>(this), NUTAG_URL(url.c_str()),
                          SIPTAG_USER_AGENT_STR(options.user_agent.c_str()),
                          NUTAG_MEDIA_ENABLE(0),      // SDP is ours (src/sdp), sofia only carries it
@@ -664,6 +665,18 @@ struct SipStack::Impl {
         std::string host = addr->first.find(':') != std::string::npos ? "[" + addr->first + "]" : addr->first;
         return fmt::format("<sip:{}{}{}:{}{}>", user, user.empty() ? "" : "@", host, addr->second,
                            transport.empty() || transport == "udp" ? "" : ";transport=" + transport);
+    }
+
+    // A configured external address goes into Via too (Asterisk's external_signaling_address): sofia binds
+    // the maddr= address of its URL and advertises the host part ("sip:EXT:port;maddr=LOCAL", as
+    // FreeSWITCH's ext-sip-ip does). Discovered addresses cannot: the transport is bound once, at start.
+    std::string nat_listen_url(const std::string& url) const {
+        if (!options.nat || !options.nat->configured() || options.listen_port == 0) return url;
+        std::string ext = options.nat->external_sip_ip();
+        std::string bind = options.listen_host.find(':') != std::string::npos ? "[" + options.listen_host + "]"
+                                                                               : options.listen_host;
+        if (ext.find(':') != std::string::npos) ext = "[" + ext + "]";
+        return fmt::format("sip:{}:{};maddr={}", ext, options.listen_port, bind);
     }
 
     // "udp", "tcp", ... of a request's top Via ("SIP/2.0/TCP"), or of a URI's transport= parameter.

@@ -12,7 +12,7 @@
   c    10.0.3.2      Parley C: sip.external_address = 203.0.113.2 configured, line carol
 
 Checks: every line registers through its NAT with a Contact naming the external address (A from STUN before
-the first REGISTER, B after the registrar's received/rport, C as configured); a call through Kamailio to
+the first REGISTER, B after the registrar's received/rport, C as configured, in its Via too); a call through Kamailio to
 each line is answered, its SDP names the external address and the caller hears the echo (speech in Parley's
 RTP as captured on the public side); C answers a local peer with its private address; A places a call through
 Kamailio (POST /api/calls) whose INVITE SDP names the external address; then, after idling longer than the
@@ -256,6 +256,9 @@ def main(t: Test):
     t.expect(bob and f"@{R1_PUB}:5062" in bob[-1], f"B's last REGISTER must carry {R1_PUB}:5062: {bob}")
     t.expect(contacts.get("carol") and all(f"@{R2_PUB}:5060" in x for x in contacts["carol"]),
              f"C's REGISTERs must carry the configured {R2_PUB}: {contacts.get('carol')}")
+    c_vias = sorted({(sip_header(m_, "Via", "v") or "").split(";")[0] for u, m_ in regs if u.src == R2_PUB})
+    t.measure("c_register_via", c_vias)
+    t.expect(c_vias == [f"SIP/2.0/UDP {R2_PUB}"], f"C's REGISTER Via must name the configured {R2_PUB}: {c_vias}")
     # SDP of Parley's answers, as each SIPp caller received them (its message trace)
     answers = {}
     for key, sp in list(calls1.items()) + [("a2", calls2["a"])]:
