@@ -213,6 +213,7 @@ struct Runtime {
     std::unique_ptr<call::HandlerFactory> handlers;
     std::unique_ptr<net::NatAddresses> nat;     // NAT policy: outlives calls and sip (declared before them)
     std::unique_ptr<net::StunRefresher> stun;
+    std::atomic<sip::SipStack*> nat_sip{nullptr};  // what STUN's change callback re-registers (set once started)
     std::unique_ptr<call::CallManager> calls;
     std::unique_ptr<sip::SipStack> sip;
     std::unique_ptr<ApiControl> control;
@@ -286,6 +287,7 @@ struct Runtime {
             return false;
         }
         calls->attach(*sip);
+        nat_sip = sip.get();
         if (serve_http && config.http.enabled) {
             std::string token = http_token(config.http, &err);
             if (token.empty()) {
@@ -400,7 +402,10 @@ struct Runtime {
         no.local_networks = config.sip.local_networks;
         nat = std::make_unique<net::NatAddresses>(no);
         if (config.sip.external_address.empty() && !config.sip.stun_server.empty()) {
-            stun = std::make_unique<net::StunRefresher>(*nat, config.sip.stun_server, config.sip.stun_interval_s);
+            stun = std::make_unique<net::StunRefresher>(*nat, config.sip.stun_server, config.sip.stun_interval_s,
+                                                        [this] {
+                                                            if (auto* s = nat_sip.load()) s->refresh_nat();
+                                                        });
             if (!stun->wait_first(3000))
                 PLOG_WARN("event=nat_stun_pending server={} (registering with the local address for now)",
                           config.sip.stun_server);
@@ -413,6 +418,8 @@ struct Runtime {
 
     // Hang up calls (bounded), un-register and stop SIP, then free whatever is left.
     void shutdown() {
+        nat_sip = nullptr;
+        stun.reset();  // joined before the SIP stack it may poke goes away
         if (http) http->stop();
         if (ops) ops->set_server(nullptr);
         if (calls && sip) {
@@ -425,7 +432,6 @@ struct Runtime {
         http.reset();
         sip.reset();
         calls.reset();
-        stun.reset();
         nat.reset();
         handlers.reset();  // the conversation factory (and its observers' users) before the store
         conversation = nullptr;

@@ -140,6 +140,9 @@ std::string NatAddresses::media_address_for(const std::string& peer) const {
 bool NatAddresses::set_stun_mapped(const std::string& ip) {
     std::lock_guard lk(mu_);
     if (stun_ip_ == ip) return false;
+    // A new public address makes what registrars saw before stale too: they learn it again (rport) from
+    // the REGISTER that the change triggers.
+    if (!stun_ip_.empty()) rport_.clear();
     stun_ip_ = ip;
     return true;
 }
@@ -165,8 +168,9 @@ std::string NatAddresses::describe_local_networks() const {
 
 // -------------------------------------------------------------------------------------------------
 
-StunRefresher::StunRefresher(NatAddresses& nat, std::string server, int interval_s)
-    : nat_(nat), server_(std::move(server)), interval_s_(interval_s) {
+StunRefresher::StunRefresher(NatAddresses& nat, std::string server, int interval_s,
+                             std::function<void()> on_change)
+    : nat_(nat), server_(std::move(server)), interval_s_(interval_s), on_change_(std::move(on_change)) {
     thread_ = std::thread([this] { run(); });
 }
 
@@ -191,10 +195,12 @@ void StunRefresher::run() {
         std::string err;
         auto m = stun_query(server_, 2500, &err);  // blocking, bounded; no lock held
         if (m) {
-            if (nat_.set_stun_mapped(m->ip) || failing)
+            bool changed = nat_.set_stun_mapped(m->ip);
+            if (changed || failing)
                 PLOG_INFO("event=nat_stun_mapped server={} external={}:{} xor={}", server_, m->ip, m->port,
                           m->xor_mapped);
             failing = false;
+            if (changed && on_change_) on_change_();
         } else if (!failing) {
             PLOG_WARN("event=nat_stun_failed server={} error=\"{}\"", server_, err);  // once per outage
             failing = true;

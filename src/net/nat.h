@@ -17,6 +17,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -68,7 +69,8 @@ public:
     // Our media address for `peer` (its SDP c= or the SIP peer), or "" = the local one.
     std::string media_address_for(const std::string& peer) const;
 
-    // Discoveries. Each returns true when it changed what we know (the caller logs / re-registers).
+    // Discoveries. Each returns true when it changed what we know (the caller logs / re-registers). A
+    // changed STUN address (not the first) forgets the rport mappings: they were seen on the old one.
     bool set_stun_mapped(const std::string& ip);
     bool set_rport_mapped(const std::string& line, const std::string& ip, uint16_t port);
     bool configured() const { return !options_.sip_external.empty(); }
@@ -91,8 +93,9 @@ private:
 
 class StunRefresher {
 public:
-    // Queries `server` now and then every `interval_s` (0: only once), on its own thread.
-    StunRefresher(NatAddresses& nat, std::string server, int interval_s);
+    // Queries `server` now and then every `interval_s` (0: only once), on its own thread. `on_change` (may
+    // be empty) is called on that thread each time the external address changed; it must not block.
+    StunRefresher(NatAddresses& nat, std::string server, int interval_s, std::function<void()> on_change = {});
     ~StunRefresher();  // stops and joins
     StunRefresher(const StunRefresher&) = delete;
     StunRefresher& operator=(const StunRefresher&) = delete;
@@ -105,6 +108,7 @@ private:
     NatAddresses& nat_;
     std::string server_;
     int interval_s_;
+    std::function<void()> on_change_;
     std::mutex mu_;
     std::condition_variable cv_;
     bool stop_ = false;

@@ -729,6 +729,26 @@ struct SipStack::Impl {
         return true;
     }
 
+    void do_refresh_nat() {
+        if (!options.nat || shutting_down) return;
+        for (auto& l : lines) {
+            bool registered;
+            {
+                std::lock_guard lk(lines_mu);
+                registered = line_status[l->index].state == LineState::kRegistered;
+            }
+            if (!registered || l->nat_reregister) continue;
+            std::string now = nat_contact(l->registrar_ip.empty() ? host_of(l->cfg.registrar) : l->registrar_ip,
+                                          l->cfg.name, l->cfg.user, l->cfg.transport);
+            if (now == l->contact) continue;
+            PLOG_INFO("event=nat_contact_changed line={} old=\"{}\" new=\"{}\"", l->cfg.name,
+                      l->contact.empty() ? "local" : l->contact, now.empty() ? "local" : now);
+            l->nat_reregister = true;
+            l->auth_pending = false;
+            nua_unregister(l->nh, TAG_END());
+        }
+    }
+
     void start_keepalive(Line& l) {
         if (l.cfg.keepalive_s <= 0 || !l.ka_timer) return;
         if (!l.ka_nh) {
@@ -1055,6 +1075,11 @@ void SipStack::send_info_dtmf(DialogId id, char digit) {
 void SipStack::refer(DialogId id, const std::string& target) {
     Impl* impl = impl_.get();
     impl->post([impl, id, target] { impl->do_refer(id, target); });
+}
+
+void SipStack::refresh_nat() {
+    Impl* impl = impl_.get();
+    impl->post([impl] { impl->do_refresh_nat(); });
 }
 
 std::vector<LineStatus> SipStack::lines() const {

@@ -136,6 +136,10 @@ public:
     // on_refer_result(id, 481).
     void refer(DialogId id, const std::string& target);
 
+    // NAT: the external address changed (a new STUN answer): lines whose Contact would now differ are
+    // re-registered (stale Contact un-registered first). Thread-safe, returns at once.
+    void refresh_nat();
+
     std::vector<LineStatus> lines() const;
     std::string contact_host() const;  // the address SIP is bound to, for logs
 

@@ -17,7 +17,8 @@ each line is answered, its SDP names the external address and the caller hears t
 RTP as captured on the public side); C answers a local peer with its private address; A places a call through
 Kamailio (POST /api/calls) whose INVITE SDP names the external address; then, after idling longer than the
 NAT timeout, a second call reaches A (keep-alives held its binding) and does NOT reach B (the control: no
-keep-alives, the binding expired: the test would catch the bug). Registrations use expires=3600, so no
+keep-alives, the binding expired: the test would catch the bug). Last, r1's public address changes: A's
+periodic STUN learns it, A re-registers with it and a third call reaches A. Registrations use expires=3600, so no
 re-REGISTER refreshes a binding meanwhile. All namespaces are deleted at the end, also on failure."""
 import json
 import re
@@ -32,6 +33,8 @@ from parleytest import (Netns, Test, log, rtp_streams, sip_body, sip_first_line,
 
 NAT_TIMEOUT = 8     # s, the router's UDP conntrack timeouts
 IDLE = 13           # s of silence between the first and the second inbound calls (> NAT_TIMEOUT)
+STUN_INTERVAL = 4   # s, Parley A's sip.stun_interval_s
+R1_NEW = "203.0.113.3"  # r1's public address after the change
 PUB, R1_PUB, R2_PUB = "203.0.113.10", "203.0.113.1", "203.0.113.2"
 A_IP, B_IP, C_IP, R2_PRIV = "192.168.77.2", "192.168.77.3", "10.0.3.2", "10.0.3.1"
 
@@ -164,7 +167,7 @@ def main(t: Test):
     t.speech_ulaw("hello, calling parley behind a nat router", seconds=1.0)
     cap = n.capture(ns["pub"], "br0", "udp", "pub")
 
-    a = parley_in(t, n, ns["a"], "parley-a", {"stun_server": f"{PUB}:3478", "stun_interval_s": 30},
+    a = parley_in(t, n, ns["a"], "parley-a", {"stun_server": f"{PUB}:3478", "stun_interval_s": STUN_INTERVAL},
                   "30000-30099", {"name": "a", "user": "alice", "keepalive_s": 3})
     b = parley_in(t, n, ns["b"], "parley-b", {"listen": "0.0.0.0:5062"}, "30100-30199",
                   {"name": "b", "user": "bob", "keepalive_s": 0})
@@ -233,6 +236,20 @@ def main(t: Test):
     t.expect(res2["b"].rc != 0 and len(b.events("call_incoming")) == b_calls_before,
              f"control: the second call to B (keep-alives off) reached it after {IDLE} s idle: the NAT "
              f"binding did not expire, so this test could not tell keep-alives work")
+    # --- the router's public address changes: A's periodic STUN notices, A re-registers, calls arrive -----
+    n.ex(ns["r1"], "ip", "addr", "add", f"{R1_NEW}/24", "dev", "wan")
+    n.ex(ns["r1"], "iptables", "-t", "nat", "-R", "POSTROUTING", "1", "-o", "wan", "-j", "SNAT",
+         "--to-source", R1_NEW)
+    n.ex(ns["r1"], "conntrack", "-F")  # existing flows would keep the old mapping
+    t_change = time.monotonic()
+    ev = a.wait_event("line_registered", count=2, timeout=3 * STUN_INTERVAL + 5)
+    t.measure("a_reregistered_after_s", round(time.monotonic() - t_change, 1))
+    t.expect(a.events("nat_contact_changed") and f"@{R1_NEW}:5060" in ev[-1]["_line"],
+             f"A did not re-register with the new public address {R1_NEW}: {ev[-1]['_line']}")
+    call3 = n.sipp_start(ns["pub"], PUB, 5077, "uac_echo.xml", f"{PUB}:5060", name="call3-a", service="alice",
+                         duration_ms=1000, media_port=16060, timeout=12).wait()
+    t.expect(call3.rc == 0 and call3.successful == 1,
+             f"a call to A after its public address changed failed: rc={call3.rc}\n{call3.errors()[-800:]}")
     for p in (a, b, c):
         p.check_alive("after the calls")
     t.measure("keepalive_events", [e["_line"].split("event=")[1] for e in a.events("line_keepalive")])
@@ -250,8 +267,10 @@ def main(t: Test):
         user = re.search(r"sip:(\w+)@", sip_header(m_, "To", "t") or "").group(1)
         contacts.setdefault(user, []).append(sip_header(m_, "Contact", "m"))
     t.measure("register_contacts", contacts)
-    t.expect(contacts.get("alice") and all(f"@{R1_PUB}:5060" in x for x in contacts["alice"]),
-             f"A's REGISTERs (STUN before the first one) must all carry {R1_PUB}:5060: {contacts.get('alice')}")
+    t.expect(contacts.get("alice") and f"@{R1_PUB}:5060" in contacts["alice"][0]
+             and all(f"@{R1_PUB}:5060" in x or f"@{R1_NEW}:5060" in x for x in contacts["alice"]),
+             f"A's REGISTERs (STUN before the first one) must carry {R1_PUB}:5060, then {R1_NEW}:5060: "
+             f"{contacts.get('alice')}")
     bob = [x for x in contacts.get("bob", []) if "expires=0" not in x]
     t.expect(bob and f"@{R1_PUB}:5062" in bob[-1], f"B's last REGISTER must carry {R1_PUB}:5062: {bob}")
     t.expect(contacts.get("carol") and all(f"@{R2_PUB}:5060" in x for x in contacts["carol"]),

@@ -80,6 +80,17 @@ TEST(NatAddresses, DiscoveriesRportPerLineThenStun) {
     EXPECT_EQ(nat.media_address_for("10.1.1.1"), "");
 }
 
+TEST(NatAddresses, ANewStunAddressForgetsStaleRportMappings) {
+    NatAddresses nat({"", "", rfc1918()});
+    nat.set_stun_mapped("203.0.113.1");
+    nat.set_rport_mapped("office", "203.0.113.1", 1029);
+    EXPECT_TRUE(nat.set_stun_mapped("203.0.113.3"));  // the router got a new public address
+    auto a = nat.sip_address_for("203.0.113.10", "office", 5060);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->first, "203.0.113.3");
+    EXPECT_EQ(a->second, 5060);
+}
+
 TEST(NatAddresses, EmptyLocalNetworksMeansEveryPeerIsOutside) {
     NatAddresses nat({"203.0.113.2", "", {}});
     EXPECT_EQ(nat.media_address_for("10.0.0.1"), "203.0.113.2");
