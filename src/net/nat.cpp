@@ -62,7 +62,8 @@ std::optional<Cidr> Cidr::parse(const std::string& text) {
     if (auto slash = text.find('/'); slash != std::string::npos) {
         addr = text.substr(0, slash);
         std::string b = text.substr(slash + 1);
-        if (b.empty() || b.size() > 3 || b.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+        if (b.empty() || b.size() > 3 || b.find_first_not_of("0123456789") != std::string::npos)
+            return std::nullopt;
         bits = std::stoi(b);
     }
     if (inet_pton(AF_INET, addr.c_str(), c.addr_) == 1) {
@@ -82,7 +83,9 @@ std::optional<Cidr> Cidr::parse(const std::string& text) {
 
 bool Cidr::contains(const std::string& ip) const {
     uint8_t a[16];
-    int fam = inet_pton(AF_INET, ip.c_str(), a) == 1 ? AF_INET : inet_pton(AF_INET6, ip.c_str(), a) == 1 ? AF_INET6 : 0;
+    int fam = inet_pton(AF_INET, ip.c_str(), a) == 1    ? AF_INET
+              : inet_pton(AF_INET6, ip.c_str(), a) == 1 ? AF_INET6
+                                                        : 0;
     if (fam != family_) return false;
     int full = bits_ / 8, rest = bits_ % 8;
     if (std::memcmp(a, addr_, static_cast<size_t>(full)) != 0) return false;
@@ -92,8 +95,8 @@ bool Cidr::contains(const std::string& ip) const {
 }
 
 std::vector<std::string> default_local_networks() {
-    return {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
-            "::1/128",    "fc00::/7",      "fe80::/10"};
+    return {"10.0.0.0/8",     "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8",
+            "169.254.0.0/16", "::1/128",       "fc00::/7",       "fe80::/10"};
 }
 
 NatAddresses::NatAddresses(Options options) : options_(std::move(options)) {

@@ -54,8 +54,8 @@ std::vector<std::string> default_local_networks();
 class NatAddresses {
 public:
     struct Options {
-        std::string sip_external;     // sip.external_address: "" = discover (STUN / rport) or none
-        std::string media_external;   // media.external_address: "" = sip's (configured or discovered)
+        std::string sip_external;    // sip.external_address: "" = discover (STUN / rport) or none
+        std::string media_external;  // media.external_address: "" = sip's (configured or discovered)
         std::vector<std::string> local_networks;  // CIDRs; invalid entries are rejected by the config
     };
     explicit NatAddresses(Options options);
@@ -95,7 +95,8 @@ class StunRefresher {
 public:
     // Queries `server` now and then every `interval_s` (0: only once), on its own thread. `on_change` (may
     // be empty) is called on that thread each time the external address changed; it must not block.
-    StunRefresher(NatAddresses& nat, std::string server, int interval_s, std::function<void()> on_change = {});
+    StunRefresher(NatAddresses& nat, std::string server, int interval_s,
+                  std::function<void()> on_change = {});
     ~StunRefresher();  // stops and joins
     StunRefresher(const StunRefresher&) = delete;
     StunRefresher& operator=(const StunRefresher&) = delete;

@@ -8,9 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <chrono>
 #include <cstring>
-#include <fmt/format.h>
 #include <random>
 
 namespace parley::net {
@@ -25,7 +25,9 @@ constexpr uint16_t kAttrErrorCode = 0x0009;
 constexpr uint16_t kAttrXorMappedAddress = 0x0020;
 constexpr uint16_t kAttrXorMappedAddressOld = 0x8020;  // pre-RFC servers (vovida) used this number
 
-uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+uint16_t be16(const uint8_t* p) {
+    return static_cast<uint16_t>(p[0] << 8 | p[1]);
+}
 uint32_t be32(const uint8_t* p) {
     return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
            static_cast<uint32_t>(p[2]) << 8 | p[3];
@@ -88,9 +90,11 @@ std::optional<StunMapped> stun_parse_binding_response(const uint8_t* data, size_
     if (std::memcmp(data + 8, txid.data(), txid.size()) != 0)
         return fail(error, "transaction id does not match our request"), std::nullopt;
     if (body_len % 4 != 0 || 20 + body_len > len)
-        return fail(error, fmt::format("length {} does not fit the {} bytes received", body_len, len)), std::nullopt;
+        return fail(error, fmt::format("length {} does not fit the {} bytes received", body_len, len)),
+               std::nullopt;
     if (type != kBindingSuccess && type != kBindingError)
-        return fail(error, fmt::format("message type 0x{:04x} is not a Binding response", type)), std::nullopt;
+        return fail(error, fmt::format("message type 0x{:04x} is not a Binding response", type)),
+               std::nullopt;
 
     std::optional<StunMapped> xor_addr, plain_addr;
     const uint8_t* p = data + 20;
@@ -99,7 +103,8 @@ std::optional<StunMapped> stun_parse_binding_response(const uint8_t* data, size_
         uint16_t attr = be16(p);
         size_t alen = be16(p + 2);
         const uint8_t* v = p + 4;
-        if (alen > static_cast<size_t>(end - v)) return fail(error, "attribute runs past the message"), std::nullopt;
+        if (alen > static_cast<size_t>(end - v))
+            return fail(error, "attribute runs past the message"), std::nullopt;
         if (type == kBindingError && attr == kAttrErrorCode && alen >= 4) {
             int code = (v[2] & 0x07) * 100 + v[3];
             std::string reason(reinterpret_cast<const char*>(v + 4), alen - 4);

@@ -22,7 +22,7 @@ namespace parley::net {
 using StunTxId = std::array<uint8_t, 12>;
 
 struct StunMapped {
-    std::string ip;      // dotted IPv4 or IPv6 text
+    std::string ip;  // dotted IPv4 or IPv6 text
     uint16_t port = 0;
     bool xor_mapped = false;  // from XOR-MAPPED-ADDRESS (else MAPPED-ADDRESS)
 };

@@ -20,11 +20,12 @@ TEST(ConfigNat, Defaults) {
 
 TEST(ConfigNat, ValidValues) {
     std::string err;
-    auto cfg = load_config("", {"sip.external_address=sip.example.com", "media.external_address=203.0.113.2",
-                                "sip.local_networks=10.1.0.0/16,fd00::/8", "sip.stun_server=stun.example.com:3478",
-                                "sip.stun_interval_s=0", "line.0.registrar=sip:pbx", "line.0.user=1",
-                                "line.0.keepalive_s=0"},
-                           &err);
+    auto cfg = load_config(
+        "",
+        {"sip.external_address=sip.example.com", "media.external_address=203.0.113.2",
+         "sip.local_networks=10.1.0.0/16,fd00::/8", "sip.stun_server=stun.example.com:3478",
+         "sip.stun_interval_s=0", "line.0.registrar=sip:pbx", "line.0.user=1", "line.0.keepalive_s=0"},
+        &err);
     ASSERT_TRUE(cfg) << err;
     EXPECT_EQ(cfg->sip.external_address, "sip.example.com");
     EXPECT_EQ(cfg->media.external_address, "203.0.113.2");
@@ -41,14 +42,16 @@ TEST(ConfigNat, Mistakes) {
         const char* expect;
     };
     for (auto& r : std::vector<Row>{
-             {{"sip.external_address=not an address"}, "sip.external_address: expected an IP address or host"},
+             {{"sip.external_address=not an address"},
+              "sip.external_address: expected an IP address or host"},
              {{"sip.local_networks=10.0.0.0/33"}, "sip.local_networks: expected CIDRs"},
              {{"sip.local_networks=office"}, "sip.local_networks: expected CIDRs"},
              {{"sip.stun_server=stun:x:y"}, "sip.stun_server: expected"},
              {{"sip.stun_server=host:0"}, "sip.stun_server: expected"},
              {{"sip.stun_interval_s=-1"}, "sip.stun_interval_s: expected an integer from 0"},
              {{"media.external_address=media.example.com"}, "media.external_address: expected an IP address"},
-             {{"line.0.registrar=sip:pbx", "line.0.user=1", "line.0.keepalive_s=-5"}, "line.0.keepalive_s"}}) {
+             {{"line.0.registrar=sip:pbx", "line.0.user=1", "line.0.keepalive_s=-5"},
+              "line.0.keepalive_s"}}) {
         std::string err;
         EXPECT_FALSE(load_config("", r.sets, &err)) << r.sets[0];
         EXPECT_NE(err.find(r.expect), std::string::npos) << "error was: " << err;

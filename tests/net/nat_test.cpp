@@ -6,7 +6,9 @@
 namespace parley::net {
 namespace {
 
-std::vector<std::string> rfc1918() { return {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7"}; }
+std::vector<std::string> rfc1918() {
+    return {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7"};
+}
 
 TEST(Cidr, ParsesAndMatches) {
     struct Row {
