@@ -213,7 +213,7 @@ struct Runtime {
     std::unique_ptr<call::HandlerFactory> handlers;
     std::unique_ptr<net::NatAddresses> nat;     // NAT policy: outlives calls and sip (declared before them)
     std::unique_ptr<net::StunRefresher> stun;
-    std::atomic<sip::SipStack*> nat_sip{nullptr};  // what STUN's change callback re-registers (set once started)
+    std::atomic<sip::SipStack*> nat_sip{nullptr};  // what STUN's change callback re-registers, once started
     std::unique_ptr<call::CallManager> calls;
     std::unique_ptr<sip::SipStack> sip;
     std::unique_ptr<ApiControl> control;

@@ -214,10 +214,11 @@ void CallManager::log_media_addresses(CallId id, const sdp::LocalMedia& local, c
     std::string bound = config_.media.address.empty() ? "0.0.0.0" : config_.media.address;
     std::string via = peer.empty() ? std::string() : route_source(peer);
     const char* nat = "off";
-    if (nat_) nat = peer.empty() || nat_->is_local(peer) ? "local_peer" : (local.address == via ? "no_external" : "external");
-    PLOG_INFO("event=call_media_addresses call={} local={}:{} local_route={} advertised={}:{} peer={}:{} nat={}", id,
-              bound, local.port, via.empty() ? "-" : via, local.address, local.port, peer.empty() ? "-" : peer,
-              peer_port, nat);
+    if (nat_ && (peer.empty() || nat_->is_local(peer))) nat = "local_peer";
+    else if (nat_) nat = nat_->media_address_for(peer).empty() ? "no_external" : "external";
+    PLOG_INFO("event=call_media_addresses call={} local={}:{} local_route={} advertised={}:{} peer={}:{} nat={}",
+              id, bound, local.port, via.empty() ? "-" : via, local.address, local.port,
+              peer.empty() ? "-" : peer, peer_port, nat);
 }
 
 media::StreamParams CallManager::to_stream(const sdp::NegotiatedMedia& m) const {

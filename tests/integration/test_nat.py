@@ -255,6 +255,14 @@ def main(t: Test):
     t.measure("keepalive_events", [e["_line"].split("event=")[1] for e in a.events("line_keepalive")])
     t.measure("media_addresses_a", [e["_line"].split("event=")[1] for e in a.events("call_media_addresses")])
 
+    # one-way audio must be diagnosable from the log: each call names its local, advertised and peer addresses
+    ma = a.events("call_media_addresses")
+    t.expect(ma and all(e["local_route"] == A_IP and e["advertised"].split(":")[0] in (R1_PUB, R1_NEW)
+                        and e["peer"].startswith(PUB + ":") and e["nat"] == "external" for e in ma),
+             f"A's event=call_media_addresses lines: {[e['_line'] for e in ma]}")
+    mc = c.events("call_media_addresses", nat="local_peer")
+    t.expect(mc and mc[0]["advertised"].startswith(C_IP + ":") and mc[0]["peer"].startswith(R2_PRIV + ":"),
+             f"C's event=call_media_addresses for the LAN peer: {[e['_line'] for e in mc]}")
     pkts = cap.stop()
     for p in (a, b, c):
         p.stop()
