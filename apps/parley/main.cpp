@@ -281,6 +281,7 @@ struct Runtime {
         so.listen_port = config.sip.listen_port;
         so.user_agent = config.sip.user_agent;
         so.lines = config.lines;
+        so.tls = config.sip.tls;
         sip = sip::SipStack::start(so, *calls, &err);
         if (!sip) {
             PLOG_ERROR("event=startup_failed error=\"{}\"", err);
@@ -589,6 +590,7 @@ int cmd_dial(const std::string& uri, const std::string& line, int timeout_s, con
     rt.sets = sets;
     if (!load(path, sets, rt.config)) return 2;
     if (!rt.config.sip.listen_given) rt.config.sip.listen_port = 0;
+    if (!rt.config.sip.listen_given && rt.config.sip.tls.listen.empty()) rt.config.sip.tls.listen_port = 0;  // auto TLS too
     EndWatcher watcher;
     if (!rt.start(&watcher, false)) {
         rt.shutdown();

@@ -106,6 +106,9 @@ void Ops::on_call_ended(const call::CallSummary& s) {
         registry_.add("parley_rtp_packets_lost_total", {}, static_cast<double>(s.media.packets_lost));
         registry_.observe("parley_rtp_jitter_seconds", {}, seconds(s.media.jitter_ms));
     }
+    // SRTP (docs/srtp.md): packets that failed authentication, dropped.
+    if (s.media.packets_auth_failed > 0)
+        registry_.add("parley_srtp_auth_failed_total", {}, static_cast<double>(s.media.packets_auth_failed));
     auto row = row_of(s.info);
     if (!s.answered) row.answered_at = 0;
     row.ended_at = store::to_epoch_ms(s.info.ended);

@@ -220,13 +220,26 @@ void write_cross(Writer& w, const std::string& p, int n, ggml_type wtype) {
 
 }  // namespace
 
-bool write_whisper_model(const std::string& out, const std::string& vocab_gguf, uint32_t seed, std::string* error) {
+bool write_whisper_model(const std::string& out, const std::string& vocab_gguf, uint32_t seed, std::string* error,
+                         const std::string& size) {
     std::string err_local;
     if (!error) error = &err_local;
+    Hparams hp;
+    if (size == "base.en") {  // ggml-base.en.bin: 512 wide, 8 heads, 6 + 6 layers
+        hp.n_audio_state = hp.n_text_state = 512;
+        hp.n_audio_head = hp.n_text_head = 8;
+        hp.n_audio_layer = hp.n_text_layer = 6;
+    } else if (size == "small.en") {  // ggml-small.en.bin: 768 wide, 12 heads, 12 + 12 layers
+        hp.n_audio_state = hp.n_text_state = 768;
+        hp.n_audio_head = hp.n_text_head = 12;
+        hp.n_audio_layer = hp.n_text_layer = 12;
+    } else if (size != "test") {
+        *error = "whisper size: expected test, base.en or small.en, got \"" + size + "\"";
+        return false;
+    }
     std::vector<std::string> tokens;
     const std::string vpath = vocab_gguf.empty() ? vocab_path() : vocab_gguf;
     if (!read_vocab(vpath, &tokens, error)) return false;
-    const Hparams hp;
     // Whisper's English vocabulary is GPT-2's 50257 tokens with <|endoftext|> (50256) as eot; the loader
     // names 50257..n_vocab-1 itself (sot, translate, ..., timestamps).
     if (tokens.size() != 50257) {

@@ -40,13 +40,17 @@ bool Call::start_media(const media::StreamParams& params, std::string* error) {
         return true;
     }
     if (!media_->start(params, error)) return false;
+    srtp_ = params.srtp;
     media_started_ = true;
     handler_->on_start(*this);
     handler_started_.store(true, std::memory_order_release);
     return true;
 }
 
-void Call::update_media(const media::StreamParams& params) { media_->update(params); }
+void Call::update_media(const media::StreamParams& params) {
+    srtp_ = params.srtp;
+    media_->update(params);
+}
 
 void Call::set_bridge(std::shared_ptr<AudioBridge> bridge) {
     bool on = bridge != nullptr;

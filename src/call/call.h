@@ -98,6 +98,12 @@ public:
     bool media_started() const { return media_started_; }
     uint16_t local_port() const { return media_->local_port(); }
     media::MediaStats media_stats() const { return media_->stats(); }
+    // SRTP (docs/srtp.md), control thread: whether this call's signalling is encrypted, so that SDES keys
+    // may be exchanged in its re-INVITEs too.
+    void set_signalling_secure(bool secure) { signalling_secure_ = secure; }
+    bool signalling_secure() const { return signalling_secure_; }
+    // The SRTP keys of the stream last started or updated (control thread); nullopt: plain RTP.
+    const std::optional<media::SrtpParams>& srtp() const { return srtp_; }
 
     // Control thread: forwards to the handler once it has started.
     void handler_on_transfer(const TransferResult& r) {
@@ -145,6 +151,8 @@ private:
         return bridge_;
     }
     bool media_started_ = false;
+    bool signalling_secure_ = false;
+    std::optional<media::SrtpParams> srtp_;
     CallState state_ = CallState::kRinging;
 };
 

@@ -48,6 +48,49 @@ public:
     void on_audio(const AudioFrame&) override {}
 };
 
+// ---- SRTP (docs/srtp.md) ----------------------------------------------------------------------------
+
+// The SRTP mode of calls on `line` ("" = not on a line): the line's own srtp, else media.srtp.
+sdp::LocalMedia::Srtp srtp_mode(const Config& config, const std::string& line) {
+    std::string mode = config.media.srtp;
+    for (const LineConfig& l : config.lines)
+        if (l.name == line && !l.srtp.empty()) mode = l.srtp;
+    if (mode == "required") return sdp::LocalMedia::Srtp::kRequired;
+    if (mode == "optional") return sdp::LocalMedia::Srtp::kOptional;
+    return sdp::LocalMedia::Srtp::kOff;
+}
+
+// Outgoing calls: signalling counts as encrypted only when the line sends it over TLS.
+bool line_signalling_secure(const Config& config, const std::string& line) {
+    for (const LineConfig& l : config.lines)
+        if (l.name == line) return l.transport == "tls";
+    return false;
+}
+
+// Fills the SRTP side of `local` for a call on `line`: its mode, whether keys may be exchanged, and fresh
+// keys for this offer or answer (every new offer/answer gets new ones, so that a context is never rebuilt
+// with a key it already used). false (and *error) when the kernel gives no random bytes.
+bool srtp_prepare(sdp::LocalMedia& local, const Config& config, const std::string& line, bool secure,
+                  std::string* error) {
+    local.srtp = srtp_mode(config, line);
+    local.srtp_keys_allowed = secure || config.media.srtp_insecure_signalling;
+    local.srtp_keys.clear();
+    if (local.srtp == sdp::LocalMedia::Srtp::kOff || !local.srtp_keys_allowed) return true;
+    for (int i = 0; i < 2; ++i) {
+        media::SrtpKeySalt key;
+        if (!media::srtp_random_key(key)) {
+            if (error) *error = "no random bytes for an SRTP key (getrandom failed)";
+            return false;
+        }
+        local.srtp_keys.push_back(key);
+    }
+    return true;
+}
+
+const char* srtp_str(const std::optional<media::SrtpParams>& srtp) {
+    return srtp ? media::srtp_suite_name(srtp->suite) : "off";
+}
+
 uint64_t random_u64() {
     static thread_local std::mt19937_64 rng{std::random_device{}()};
     return rng() >> 12;  // SDP o= ids are decimal; keep them short
@@ -232,6 +275,7 @@ media::StreamParams CallManager::to_stream(const sdp::NegotiatedMedia& m) const 
     // Our direction decides whether we send; the peer sends unless we are sendonly/inactive.
     p.send = m.direction == sdp::Direction::kSendRecv || m.direction == sdp::Direction::kSendOnly;
     p.receive = m.direction == sdp::Direction::kSendRecv || m.direction == sdp::Direction::kRecvOnly;
+    p.srtp = m.srtp;  // SRTP keys (docs/srtp.md); nullopt: plain RTP
     if (m.remote_address == "0.0.0.0" || m.remote_port == 0) {
         p.send = false;
         p.receive = false;
@@ -309,6 +353,10 @@ void CallManager::handle_invite(const sip::InviteInfo& inv) {
     std::string hint = inv.body.empty() ? std::string() : offer_address(inv.body);
     if (hint.empty() || hint == "0.0.0.0") hint = inv.source_ip;  // delayed offer: the SIP peer
     pending.local = local_media(sockets->rtp_port(), hint);
+    if (!srtp_prepare(pending.local, config_, inv.line, inv.secure, &err)) return reject(500, "Server Error", err);
+    if (!offer && pending.local.srtp == sdp::LocalMedia::Srtp::kRequired && !pending.local.srtp_keys_allowed)
+        return reject(488, "Not Acceptable Here",
+                      std::string("delayed offer needs our RTP/SAVP offer: ") + sdp::kSrtpInsecureSignallingReason);
     if (offer) {
         auto ans = sdp::answer_offer(*offer, pending.local);
         if (ans.status != 200) return reject(ans.status, "Not Acceptable Here", ans.reason);
@@ -329,6 +377,7 @@ void CallManager::handle_invite(const sip::InviteInfo& inv) {
     info.started = std::chrono::system_clock::now();
     CallId id = info.id;
     auto call = make_call(std::move(info), std::move(sockets));
+    call->set_signalling_secure(inv.secure);
     PLOG_INFO("event=call_incoming call={} uid={} sip_call_id={} from={} to={} line={} local_port={}", id,
               call->info().uid, inv.call_id, inv.from, inv.to, inv.line.empty() ? "-" : inv.line, call->local_port());
     if (observer_) observer_->on_call_started(call->info());
@@ -367,9 +416,9 @@ void CallManager::answer(CallId id) {
     call.info().answered = std::chrono::system_clock::now();
     if (pending.media) {
         auto& m = *pending.media;
-        PLOG_INFO("event=call_answered call={} codec={} pt={} ptime={} dtmf_pt={} remote={}:{} local_port={}", id,
-                  call.info().codec, m.payload_type, m.ptime, m.telephone_event_pt, m.remote_address, m.remote_port,
-                  call.local_port());
+        PLOG_INFO("event=call_answered call={} codec={} pt={} ptime={} dtmf_pt={} srtp={} remote={}:{} local_port={}",
+                  id, call.info().codec, m.payload_type, m.ptime, m.telephone_event_pt, srtp_str(m.srtp),
+                  m.remote_address, m.remote_port, call.local_port());
         pending_.erase(id);
     } else {
         PLOG_INFO("event=call_answered call={} offer_in_200=true local_port={}", id, call.local_port());
@@ -413,8 +462,8 @@ void CallManager::handle_ack(sip::DialogId dialog, const std::string& sdp_text) 
             return do_hangup(call->id(), "media_failed");
         }
         call->info().codec = std::string(media::codec_info(m->codec).name);
-        PLOG_INFO("event=call_media call={} codec={} pt={} remote={}:{}", call->id(), call->info().codec,
-                  m->payload_type, m->remote_address, m->remote_port);
+        PLOG_INFO("event=call_media call={} codec={} pt={} srtp={} remote={}:{}", call->id(), call->info().codec,
+                  m->payload_type, srtp_str(m->srtp), m->remote_address, m->remote_port);
     }
     mark_active(*call);
 }
@@ -431,6 +480,10 @@ void CallManager::handle_reinvite(sip::DialogId dialog, const std::string& sdp_t
     if (!call) return sip_->respond(dialog, 481, "Call/Transaction Does Not Exist");
     auto local = local_media(call->local_port(), offer_address(sdp_text));
     local.session_version = 2 + static_cast<uint64_t>(call->media_stats().packets_sent % 1000000);
+    if (std::string kerr; !srtp_prepare(local, config_, call->info().line, call->signalling_secure(), &kerr)) {
+        PLOG_WARN("event=reinvite_rejected call={} status=500 reason=\"{}\"", call->id(), kerr);
+        return sip_->respond(dialog, 500, "Server Error");
+    }
     if (sdp_text.empty()) {
         // Re-INVITE without an offer (session refresh): we offer the same media again.
         return sip_->respond(dialog, 200, "OK", sdp::make_offer(local));
@@ -441,7 +494,19 @@ void CallManager::handle_reinvite(sip::DialogId dialog, const std::string& sdp_t
         PLOG_WARN("event=reinvite_rejected call={} status=400 reason=\"{}\"", call->id(), err);
         return sip_->respond(dialog, 400, "Malformed SDP");
     }
+    // SRTP: hold, unhold or a new address keeps the peer's key: then we keep ours too, and the media thread
+    // keeps its contexts. If anything of the SRTP parameters changes, the answer has a fresh key of ours
+    // (a context rebuilt with a used key would repeat its keystream).
+    const std::optional<media::SrtpParams> current_srtp = call->srtp();
+    if (current_srtp && !local.srtp_keys.empty()) local.srtp_keys.front() = current_srtp->local_key;
     auto ans = sdp::answer_offer(*offer, local);
+    if (current_srtp && ans.media.srtp && *ans.media.srtp != *current_srtp) {
+        if (!srtp_prepare(local, config_, call->info().line, call->signalling_secure(), &err)) {
+            PLOG_WARN("event=reinvite_rejected call={} status=500 reason=\"{}\"", call->id(), err);
+            return sip_->respond(dialog, 500, "Server Error");
+        }
+        ans = sdp::answer_offer(*offer, local);
+    }
     if (ans.status != 200) {
         PLOG_WARN("event=reinvite_rejected call={} status={} reason=\"{}\"", call->id(), ans.status, ans.reason);
         return sip_->respond(dialog, ans.status, "Not Acceptable Here");
@@ -473,6 +538,15 @@ CallId CallManager::originate_call(const std::string& uri, const std::string& li
         if (error) *error = "expected a sip: URI, got \"" + uri + "\"";
         return 0;
     }
+    // SRTP: an RTP/SAVP offer would put our keys into signalling that is not encrypted.
+    // The SIP stack knows whether this INVITE goes over TLS (a tls line, or a sips:/transport=tls target).
+    const bool secure = sip_ ? sip_->invite_secure(uri, line) : line_signalling_secure(config_, line);
+    if (srtp_mode(config_, line) == sdp::LocalMedia::Srtp::kRequired && !secure &&
+        !config_.media.srtp_insecure_signalling) {
+        // Not logged here: the caller reports it (parley dial logs event=call_failed, the API answers it).
+        if (error) *error = std::string("SRTP is required but ") + sdp::kSrtpInsecureSignallingReason;
+        return 0;
+    }
     auto sockets = ports_.acquire(error);
     if (!sockets) return 0;
     CallId id = next_call_id_++;
@@ -481,12 +555,16 @@ CallId CallManager::originate_call(const std::string& uri, const std::string& li
     // The dialog id comes from the SIP stack; the rest happens on the control thread.
     auto shared_sockets = std::make_shared<std::unique_ptr<media::RtpSockets>>(std::move(sockets));
     auto shared_handler = std::make_shared<std::unique_ptr<CallHandler>>(std::move(handler));
-    post([this, id, uri, line, shared_sockets, shared_handler, bridge_of, started] {
+    post([this, id, uri, line, shared_sockets, shared_handler, bridge_of, started, secure] {
         std::string host = uri.substr(uri.find(':') + 1);
         if (auto at = host.find('@'); at != std::string::npos) host = host.substr(at + 1);
         host = host.substr(0, host.find_first_of(":;>"));
         Pending pending;
         pending.local = local_media((*shared_sockets)->rtp_port(), host);
+        if (std::string kerr; !srtp_prepare(pending.local, config_, line, secure, &kerr)) {
+            // Rare (getrandom refused): the offer goes out without keys; a required line's answer then fails.
+            PLOG_ERROR("event=srtp_key_failed call={} error=\"{}\"", id, kerr);
+        }
         std::string offer = sdp::make_offer(pending.local);
         CallInfo info;
         info.id = id;
@@ -498,6 +576,7 @@ CallId CallManager::originate_call(const std::string& uri, const std::string& li
         info.started = started;
         info.dialog = sip_->invite(uri, offer, line);
         auto call = make_call(info, std::move(*shared_sockets), std::move(*shared_handler));
+        call->set_signalling_secure(secure);
         PLOG_INFO("event=call_outgoing call={} uid={} to={} line={} local_port={}", id, call->info().uid, uri,
                   line.empty() ? "-" : line, call->local_port());
         if (observer_ && !bridge_of) observer_->on_call_started(call->info());
@@ -533,8 +612,9 @@ void CallManager::handle_answered(sip::DialogId dialog, const std::string& sdp_t
         return do_hangup(call->id(), "media_failed");
     }
     call->info().codec = std::string(media::codec_info(m->codec).name);
-    PLOG_INFO("event=call_answered call={} codec={} pt={} ptime={} remote={}:{} local_port={}", call->id(),
-              call->info().codec, m->payload_type, m->ptime, m->remote_address, m->remote_port, call->local_port());
+    PLOG_INFO("event=call_answered call={} codec={} pt={} ptime={} srtp={} remote={}:{} local_port={}", call->id(),
+              call->info().codec, m->payload_type, m->ptime, srtp_str(m->srtp), m->remote_address, m->remote_port,
+              call->local_port());
     // A bridge leg is part of the original call: observers (e.g. `parley call` waiting for its call) see that one.
     if (observer_ && !call->info().bridge_of) observer_->on_call_answered(call->info());
     if (bridge_legs_.count(call->id())) complete_bridge(call->id());
@@ -809,10 +889,10 @@ void CallManager::end_call(CallId id, std::string reason) {
     active_--;
     const auto& m = summary.media;
     PLOG_INFO("event=call_ended call={} reason={} sip_status={} answered={} duration_s={:.2f} rx={} tx={} lost={} "
-              "late={} invalid={} foreign={} jitter_ms={:.1f} send_late_p99_us={} dtmf_rx={}",
+              "late={} invalid={} foreign={} srtp_auth_failed={} jitter_ms={:.1f} send_late_p99_us={} dtmf_rx={}",
               id, reason, summary.info.sip_status, summary.answered, summary.duration_s, m.packets_received,
-              m.packets_sent, m.packets_lost, m.packets_late, m.packets_invalid, m.packets_foreign, m.jitter_ms,
-              m.send_late_p99_us, m.dtmf_received);
+              m.packets_sent, m.packets_lost, m.packets_late, m.packets_invalid, m.packets_foreign,
+              m.packets_auth_failed, m.jitter_ms, m.send_late_p99_us, m.dtmf_received);
     if (observer_ && !summary.info.bridge_of) observer_->on_call_ended(summary);
     {
         std::lock_guard lk(idle_mu_);

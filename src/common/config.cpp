@@ -280,6 +280,44 @@ bool check_sip_nat(const SipConfig& sip, std::string& error) {
     return true;
 }
 
+// ---- SIP over TLS (sip.tls_* keys, [[line]] transport = "tls") -----------------------------------
+
+void read_sip_tls_keys(TableReader& r, SipTlsConfig& tls) {
+    r.str("tls_listen", tls.listen);
+    r.str("tls_cert", tls.cert);
+    r.str("tls_key", tls.key);
+    r.str("tls_ca_file", tls.ca_file);
+    r.str("tls_dir", tls.dir);
+}
+
+// After the lines are read: where the TLS listener goes (or that there is none), and whether the lines
+// can have what they ask for. Returns "" or the error message.
+std::string resolve_sip_tls(Config& cfg) {
+    SipTlsConfig& tls = cfg.sip.tls;
+    bool tls_line = false;
+    for (auto& l : cfg.lines) tls_line = tls_line || l.transport == "tls";
+    if (tls.listen == "off") {
+        tls.listen_host.clear();
+        for (size_t i = 0; i < cfg.lines.size(); ++i)
+            if (cfg.lines[i].transport == "tls")
+                return fmt::format("line.{}.transport: \"tls\" needs SIP over TLS, but sip.tls_listen = \"off\"", i);
+    } else if (tls.listen.empty()) {
+        if (tls_line || !tls.cert.empty()) {
+            tls.listen_host = cfg.sip.listen_host;
+            if (cfg.sip.listen_port == 65535)
+                return "sip.tls_listen: cannot default to sip.listen's port + 1 (65535): set it";
+            tls.listen_port = cfg.sip.listen_port == 0 ? 0 : static_cast<uint16_t>(cfg.sip.listen_port + 1);
+        }
+    } else if (!split_host_port(tls.listen, tls.listen_host, tls.listen_port)) {
+        return fmt::format("sip.tls_listen: expected \"host:port\", \"off\" or \"\" (auto), got \"{}\"", tls.listen);
+    }
+    if (!tls.enabled()) return "";
+    if (tls.ca_file.empty()) return "sip.tls_ca_file: required for SIP over TLS (the CAs that verify peers)";
+    if (!tls.key.empty() && tls.cert.empty()) return "sip.tls_key: set without sip.tls_cert";
+    if (tls.dir.empty()) return "sip.tls_dir: must not be empty";
+    return "";
+}
+
 }  // namespace
 
 std::optional<Config> load_config(const std::string& path, const std::vector<std::string>& overrides,
@@ -322,6 +360,7 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         cfg.sip.listen_given = root["sip"]["listen"].node() != nullptr;
         r.str("user_agent", cfg.sip.user_agent);
         read_sip_nat(r, cfg.sip);
+        read_sip_tls_keys(r, cfg.sip.tls);
         r.reject_unknown();
         if (!r.ok()) return fail(error);
         if (!check_sip_nat(cfg.sip, error)) return fail(error);
@@ -339,6 +378,9 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         r.integer("timeout_s", cfg.media.timeout_s, 0, 3600);
         r.boolean("symmetric_rtp", cfg.media.symmetric_rtp);
         r.str("external_address", cfg.media.external_address);
+        // ---- SRTP (docs/srtp.md) ----
+        r.str("srtp", cfg.media.srtp);
+        r.boolean("srtp_insecure_signalling", cfg.media.srtp_insecure_signalling);
         r.reject_unknown();
         if (!r.ok()) return fail(error);
         auto dash = ports.find('-');
@@ -351,6 +393,9 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         cfg.media.rtp_port_max = hi;
         if (cfg.media.ptime % 10 != 0) return fail("media.ptime: expected 10, 20, 30, 40, 50 or 60");
         static const std::set<std::string> kCodecs = {"PCMU", "PCMA", "G722"};
+        if (cfg.media.srtp != "off" && cfg.media.srtp != "optional" && cfg.media.srtp != "required")
+            return fail(fmt::format("media.srtp: expected \"off\", \"optional\" or \"required\", got \"{}\"",
+                                    cfg.media.srtp));
         if (cfg.media.codecs.empty()) return fail("media.codecs: expected at least one of PCMU, PCMA, G722");
         for (auto& c : cfg.media.codecs)
             if (!kCodecs.count(c))
@@ -411,6 +456,7 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         r.str("prompt", cfg.stt.prompt);
         r.integer("threads", cfg.stt.threads, 1, 256);
         r.integer("workers", cfg.stt.workers, 1, 256);
+        r.boolean("fit_window", cfg.stt.fit_window);
         read_remote(r, cfg.stt.remote);
         r.reject_unknown();
         if (!r.ok() || !check_engine("stt", cfg.stt.engine, cfg.stt.remote)) return fail(error);
@@ -538,21 +584,33 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
             r.str("display_name", line.display_name);
             r.boolean("record", line.record);
             r.integer("keepalive_s", line.keepalive_s, 0, 3600);
+            r.str("srtp", line.srtp);  // SRTP (docs/srtp.md)
             r.reject_unknown();
             if (!r.ok()) return fail(error);
             if (line.name.empty()) line.name = fmt::format("line{}", i);
             if (!names.insert(line.name).second)
                 return fail(fmt::format("line.{}.name: \"{}\" is used by two lines", i, line.name));
-            if (line.registrar.rfind("sip:", 0) != 0)
-                return fail(fmt::format("line.{}.registrar: expected a sip: URI, got \"{}\"", i, line.registrar));
+            if (line.registrar.rfind("sip:", 0) != 0 && line.registrar.rfind("sips:", 0) != 0)
+                return fail(fmt::format("line.{}.registrar: expected a sip: or sips: URI, got \"{}\"", i,
+                                        line.registrar));
             if (line.user.empty()) return fail(fmt::format("line.{}.user: required", i));
-            if (line.transport != "udp" && line.transport != "tcp")
-                return fail(fmt::format("line.{}.transport: expected \"udp\" or \"tcp\", got \"{}\"", i,
+            if (line.transport != "udp" && line.transport != "tcp" && line.transport != "tls")
+                return fail(fmt::format("line.{}.transport: expected \"udp\", \"tcp\" or \"tls\", got \"{}\"", i,
                                         line.transport));
+            if (line.registrar.rfind("sips:", 0) == 0) {  // sips: is TLS all the way; anything else is a contradiction
+                if (line.transport != "tls" && tbl->contains("transport"))
+                    return fail(fmt::format("line.{}.transport: a sips: registrar needs \"tls\", got \"{}\"", i,
+                                            line.transport));
+                line.transport = "tls";
+            }
+            if (!line.srtp.empty() && line.srtp != "off" && line.srtp != "optional" && line.srtp != "required")
+                return fail(fmt::format("line.{}.srtp: expected \"off\", \"optional\" or \"required\" (or \"\" for "
+                                        "media.srtp), got \"{}\"", i, line.srtp));
             if (line.auth_user.empty()) line.auth_user = line.user;
             cfg.lines.push_back(std::move(line));
         }
     }
+    if (std::string tls_error = resolve_sip_tls(cfg); !tls_error.empty()) return fail(tls_error);
     if (cfg.media.address.empty())
         cfg.media.address = cfg.sip.listen_host == "0.0.0.0" ? "" : cfg.sip.listen_host;
     if (!cfg.media.external_address.empty() && !is_ip(cfg.media.external_address))
@@ -570,6 +628,14 @@ external_address = ""            # NAT: address in Contact/Via for peers outside
 local_networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10"]  # peers here get the local address
 stun_server = ""                 # NAT: "host[:port]" of a STUN server to discover the external address; "" = off
 stun_interval_s = 60             # STUN again this often (0 = only at start)
+# SIP over TLS (docs/tls.md): used by [[line]]s with transport = "tls" or a sips: registrar.
+tls_listen = ""                  # host:port of the TLS listener; "" = when a line uses TLS (or tls_cert is
+                                 # set): sip.listen's host, port + 1 (5061); "off" = no TLS
+tls_cert = ""                    # PEM certificate for the listener and as client certificate; "" = a
+                                 # self-signed one made at start (logged), never sent unless a peer asks
+tls_key = ""                     # PEM private key of tls_cert; "" = in the tls_cert file
+tls_ca_file = "/etc/ssl/certs/ca-certificates.crt"   # CAs that verify peers (system store by default)
+tls_dir = "var/tls"              # private (0700) directory where the files for sofia-sip are assembled
 
 [media]
 rtp_ports = "20000-29999"        # RTP on even ports, RTCP on the next odd one
@@ -580,6 +646,8 @@ jitter_ms = 60                   # jitter buffer target
 timeout_s = 30                   # no RTP for this long ends the call with BYE (0 = never)
 symmetric_rtp = true             # latch once onto the real source of RTP (NAT), logged
 external_address = ""            # NAT: SDP address for peers outside sip.local_networks; "" = sip's external one
+srtp = "off"                     # off | optional | required: SRTP with SDES keys (docs/srtp.md)
+srtp_insecure_signalling = false # allow SDES keys over signalling that is not TLS (they travel in clear)
 
 [call]
 handler = "echo"                 # echo | playback | conversation
@@ -597,6 +665,7 @@ language = "en"                  # or "auto"
 prompt = ""                      # initial prompt: names and words callers will say
 threads = 2                      # threads per decode
 workers = 2                      # decodes at once (one whisper_state each)
+fit_window = true                # size the encoder to the utterance, not whisper's full 30 s window
 # base_url = "http://127.0.0.1:8081/v1"   # engine = "openai"
 # api_key = ""
 # remote_model = "whisper-1"
@@ -669,11 +738,12 @@ level = "info"                   # trace | debug | info | warn | error
 # auth_user = ""                      # default: user
 # password = "secret"
 # domain = ""                         # AoR domain; default: registrar host
-# transport = "udp"                   # udp | tcp
+# transport = "udp"                   # udp | tcp | tls (registrar = "sips:..." means tls)
 # expires = 3600
 # display_name = ""
 # record = false                      # recordings of this line's calls ([recording])
 # keepalive_s = 15                    # OPTIONS to the registrar this often (keeps a NAT binding open); 0 = off
+# srtp = ""                           # off | optional | required; "" = media.srtp
 )";
 }
 

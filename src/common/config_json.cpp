@@ -88,7 +88,8 @@ json config_to_json(const Config& c) {
     add(j["llm"], remote_json(l.remote));
     const auto& s = c.stt;
     j["stt"] = {{"engine", s.engine}, {"model", s.model},     {"vad_model", s.vad_model}, {"language", s.language},
-                {"prompt", s.prompt}, {"threads", s.threads}, {"workers", s.workers}};
+                {"prompt", s.prompt}, {"threads", s.threads}, {"workers", s.workers},
+                {"fit_window", s.fit_window}};
     add(j["stt"], remote_json(s.remote));
     const auto& t = c.tts;
     j["tts"] = {{"engine", t.engine},
@@ -118,7 +119,8 @@ json config_to_json(const Config& c) {
                               {"transport", line.transport},
                               {"expires", line.expires},
                               {"display_name", line.display_name},
-                              {"record", line.record}});
+                              {"record", line.record},
+                              {"srtp", line.srtp}});  // SRTP mode of the line (docs/srtp.md)
     }
     return j;
 }
@@ -150,7 +152,7 @@ std::optional<std::vector<std::string>> patch_to_overrides(const json& patch, co
                 static const json kLineLike = {{"name", ""},   {"registrar", ""},    {"user", ""},
                                                {"auth_user", ""}, {"password", ""},   {"domain", ""},
                                                {"transport", ""}, {"expires", 0},    {"display_name", ""},
-                                               {"record", false}};
+                                               {"record", false},    {"srtp", ""}};
                 for (auto& [key, value] : line.items()) {
                     if (!kLineLike.contains(key))
                         return fail(fmt::format("lines.{}.{}: unknown key", name, key));

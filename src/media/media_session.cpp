@@ -125,6 +125,7 @@ struct MediaSession::Worker {
     bool latched = false;
     LateHistogram late;
     uint64_t octets_sent = 0, packets_sent = 0;
+    std::unique_ptr<SrtpSession> srtp;  // null: plain RTP
 
     // receive state
     bool have_ssrc = false;
@@ -145,6 +146,7 @@ struct MediaSession::Worker {
 
     bool apply(const StreamParams& np, bool initial) {
         bool codec_changed = initial || np.codec != p.codec;
+        const std::optional<SrtpParams> old_srtp = p.srtp;
         p = np;
         info = &codec_info(p.codec);
         if (codec_changed) {
@@ -161,6 +163,16 @@ struct MediaSession::Worker {
                                : std::make_unique<Resampler>(s.playout_->codec_rate(), info->sample_rate);
             have_ssrc = false;
             sent_fifo.clear();  // another rate
+        }
+        if (initial) {
+            srtp = std::move(s.initial_srtp_);
+        } else if (np.srtp != old_srtp) {
+            // New keys in a re-INVITE: a new context (unchanged keys keep the old one, with its replay state).
+            srtp.reset();  // never fall back to sending in clear: without a context nothing is sent
+            std::string error;
+            if (np.srtp) srtp = SrtpSession::create(*np.srtp, &error);
+            if (np.srtp && !srtp)
+                PLOG_WARN("{} event=srtp_rekey_failed error=\"{}\" (media stops)", s.options_.log_tag, error);
         }
         if (!make_addr(p.remote_address, p.remote_port, remote, remote_len)) return false;
         uint16_t rtcp_port = p.remote_rtcp_port ? p.remote_rtcp_port : static_cast<uint16_t>(p.remote_port + 1);
@@ -186,11 +198,19 @@ struct MediaSession::Worker {
             if (n < 0) return;  // EAGAIN: drained
             auto now = Clock::now();
             RtpPacketView pkt;
-            auto err = rtp_parse(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), pkt);
+            // SRTP: authenticate and decrypt in place before anything reads the packet. A packet that fails
+            // changes no SRTP state (libsrtp2 checks before it updates), so trying foreign ones is harmless.
+            size_t len = static_cast<size_t>(n);
+            SrtpSession::Result srtp_result = SrtpSession::Result::kOk;
+            if (p.srtp) {
+                srtp_result = srtp ? srtp->unprotect_rtp(buf.data(), len) : SrtpSession::Result::kInvalid;
+            }
+            auto err = rtp_parse(std::span<const uint8_t>(buf.data(), len), pkt);
             if (!same_addr(from, remote)) {
                 // Latch only onto real RTP: a stray datagram (scanner, STUN, junk) must not capture the stream.
+                // With SRTP only onto a packet that authenticates: a forged one must not capture it either.
                 if (s.options_.symmetric_rtp && !latched && from.ss_family == remote.ss_family &&
-                    err == RtpParseError::kOk) {
+                    err == RtpParseError::kOk && srtp_result == SrtpSession::Result::kOk) {
                     PLOG_INFO("{} event=rtp_latched from={} negotiated={}", s.options_.log_tag, addr_str(from),
                               addr_str(remote));
                     remote = from;
@@ -215,6 +235,19 @@ struct MediaSession::Worker {
                 }
             }
             latched = true;  // the negotiated source spoke first: no later latching to anyone else
+            if (srtp_result != SrtpSession::Result::kOk) {
+                std::lock_guard lk(s.mu_);
+                if (srtp_result == SrtpSession::Result::kAuthFailed) {
+                    s.stats_.packets_auth_failed++;
+                    log_once("srtp_auth", "event=srtp_auth_failed from=" + addr_str(from) +
+                                              " dropped=true (further failures are only counted)");
+                } else {
+                    s.stats_.packets_invalid++;
+                    const char* why = srtp_result == SrtpSession::Result::kReplayed ? "srtp_replay" : "srtp_invalid";
+                    log_once(why, std::string("event=rtp_invalid reason=") + why + " from=" + addr_str(from));
+                }
+                continue;
+            }
             if (err != RtpParseError::kOk) {
                 std::lock_guard lk(s.mu_);
                 s.stats_.packets_invalid++;
@@ -337,15 +370,16 @@ struct MediaSession::Worker {
     }
 
     void send_packet(int fd, std::span<const uint8_t> body, int pt, bool marker, uint32_t timestamp) {
-        std::array<uint8_t, kRtpMaxPacket> buf;
+        std::array<uint8_t, kRtpMaxPacket + SrtpSession::kSrtpMaxTrailer> buf;
         RtpHeader h;
         h.payload_type = static_cast<uint8_t>(pt);
         h.marker = marker;
         h.sequence = seq++;
         h.timestamp = timestamp;
         h.ssrc = ssrc;
-        size_t n = rtp_serialize(h, body, buf);
+        size_t n = rtp_serialize(h, body, std::span<uint8_t>(buf.data(), kRtpMaxPacket));
         if (!n) return;
+        if (p.srtp && !(srtp && srtp->protect_rtp(buf.data(), n, buf.size()))) return;  // never in clear
         if (::sendto(fd, buf.data(), n, 0, reinterpret_cast<sockaddr*>(&remote), remote_len) > 0) {
             ++packets_sent;
             octets_sent += body.size();
@@ -414,7 +448,7 @@ struct MediaSession::Worker {
 
     void send_rtcp(int fd) {
         // Compound packet: SR (no report blocks) + SDES CNAME, RFC 3550 §6.4.1 / §6.5.
-        std::array<uint8_t, 64> b{};
+        std::array<uint8_t, 64 + SrtpSession::kSrtpMaxTrailer> b{};
         auto put32 = [&](size_t off, uint32_t v) {
             b[off] = static_cast<uint8_t>(v >> 24);
             b[off + 1] = static_cast<uint8_t>(v >> 16);
@@ -446,6 +480,7 @@ struct MediaSession::Worker {
         b[o + 9] = sizeof cname - 1;
         std::memcpy(&b[o + 10], cname, sizeof cname - 1);
         size_t total = o + 4 + words * 4;
+        if (p.srtp && !(srtp && srtp->protect_rtcp(b.data(), total, b.size()))) return;
         ::sendto(fd, b.data(), total, 0, reinterpret_cast<sockaddr*>(&remote_rtcp), remote_rtcp_len);
     }
 };
@@ -474,6 +509,14 @@ bool MediaSession::start(const StreamParams& params, std::string* error) {
     if (!make_addr(params.remote_address, params.remote_port, ss, len) || params.ptime < 10 || params.ptime > 60) {
         if (error) *error = "bad remote media address or ptime: " + params.remote_address;
         return false;
+    }
+    if (params.srtp) {
+        std::string srtp_error;
+        initial_srtp_ = SrtpSession::create(*params.srtp, &srtp_error);
+        if (!initial_srtp_) {
+            if (error) *error = "SRTP: " + srtp_error;
+            return false;
+        }
     }
     playout_ = std::make_unique<Playout>(codec_info(params.codec).sample_rate);
     {

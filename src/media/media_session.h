@@ -25,6 +25,7 @@
 #include "media/codec.h"
 #include "media/playout.h"
 #include "media/port_pool.h"
+#include "media/srtp.h"
 
 namespace parley::media {
 
@@ -39,6 +40,9 @@ struct StreamParams {
     uint16_t remote_rtcp_port = 0;  // 0: remote_port + 1
     bool send = true;             // false while the peer holds us (we are recvonly/inactive)
     bool receive = true;          // false when the peer will not send (it is recvonly/inactive)
+    // SRTP (SDES) keys: every RTP/RTCP packet we send is protected, every RTP packet received must
+    // authenticate (failures are dropped and counted in packets_auth_failed). nullopt: plain RTP.
+    std::optional<SrtpParams> srtp;
 };
 
 struct MediaSessionOptions {
@@ -60,6 +64,7 @@ public:
 struct MediaStats {
     uint64_t packets_sent = 0, packets_received = 0, bytes_sent = 0, bytes_received = 0;
     uint64_t packets_lost = 0, packets_late = 0, packets_invalid = 0, packets_foreign = 0;
+    uint64_t packets_auth_failed = 0;  // SRTP: failed authentication (tampered, wrong key), dropped
     uint64_t dtmf_received = 0, dtmf_sent = 0, frames_delivered = 0;
     double jitter_ms = 0;          // RFC 3550 interarrival jitter
     uint32_t send_late_p50_us = 0, send_late_p99_us = 0, send_late_max_us = 0;  // send-clock accuracy
@@ -83,7 +88,8 @@ public:
     MediaSession(const MediaSession&) = delete;
     MediaSession& operator=(const MediaSession&) = delete;
 
-    // Starts the media thread with the negotiated stream. Call once. false (and *error) on bad params.
+    // Starts the media thread with the negotiated stream. Call once. false (and *error) on bad params or
+    // SRTP keys that libsrtp2 refuses.
     bool start(const StreamParams& params, std::string* error);
     // Re-INVITE: new remote address/port, direction or codec; takes effect at the next tick.
     void update(const StreamParams& params);
@@ -107,6 +113,7 @@ private:
     MediaSink& sink_;
     MediaTap* tap_ = nullptr;  // set before start(); read by the media thread only
     std::unique_ptr<Playout> playout_;
+    std::unique_ptr<SrtpSession> initial_srtp_;  // made by start(), handed to the media thread
     int wake_fd_ = -1;
     std::atomic<bool> running_{false};
     std::thread thread_;

@@ -19,6 +19,8 @@ void describe_parley(Registry& r) {
     r.describe("parley_rtp_packets_lost_total", Type::kCounter, "RTP packets lost (sequence gaps), all calls.");
     r.describe("parley_rtp_jitter_seconds", Type::kHistogram, "RFC 3550 interarrival jitter at each call's end.",
                {0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16});
+    r.describe("parley_srtp_auth_failed_total", Type::kCounter,
+               "SRTP packets that failed authentication (tampered or wrong key) and were dropped, all calls.");
     r.describe("parley_store_dropped_total", Type::kCounter, "Store writes dropped because its queue was full.");
 }
 

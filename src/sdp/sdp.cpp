@@ -25,6 +25,7 @@ constexpr size_t kMaxFormats = 128;       // formats on one m= line (there are o
 constexpr int kMaxPayloadType = 127;
 constexpr uint64_t kMaxPacketTime = 10000;  // ms; larger a=ptime/maxptime values are ignored
 constexpr uint64_t kMaxChannels = 255;
+constexpr size_t kMaxCrypto = 16;  // a=crypto lines kept per m= section (usable and refused each)
 
 // What one serialized direction line ("a=sendrecv\r\n" etc.) costs: serialize() always writes the
 // media-level direction, so parse() budgets for it when the input has none (see parse()).
@@ -374,6 +375,17 @@ bool Parser::attribute(std::string_view value) {
         if (v) m.rtcp_port = static_cast<uint16_t>(*v);
         return true;
     }
+    if (iequals(name, "crypto")) {
+        // An unusable a=crypto line does not fail the SDP: another line may be usable, and if none is,
+        // negotiation refuses the stream with the reasons kept here.
+        std::string why;
+        if (auto c = media::crypto_parse(arg, &why)) {
+            if (m.crypto.size() < kMaxCrypto) m.crypto.push_back(*c);
+        } else if (m.crypto_refused.size() < kMaxCrypto) {
+            m.crypto_refused.push_back(std::move(why));
+        }
+        return true;
+    }
     return true;  // unknown attributes are ignored (RFC 4566 §5.13)
 }
 
@@ -519,6 +531,24 @@ void fill_audio(MediaDescription& m, const LocalMedia& local, const std::vector<
     m.direction = direction;
 }
 
+bool offers_srtp(const LocalMedia& local) {
+    return local.srtp == LocalMedia::Srtp::kRequired && local.srtp_keys_allowed && !local.srtp_keys.empty();
+}
+
+// Why the RTP/SAVP stream `m` cannot be taken, or "" and its first usable a=crypto in `crypto`.
+std::string srtp_problem(const MediaDescription& m, const LocalMedia& local,
+                         std::optional<media::CryptoAttribute>& crypto) {
+    if (local.srtp == LocalMedia::Srtp::kOff) return "audio stream is RTP/SAVP (SRTP) but media.srtp is off";
+    if (!local.srtp_keys_allowed) return kSrtpInsecureSignallingReason;
+    if (local.srtp_keys.empty()) return "no local SRTP key to answer RTP/SAVP with";
+    if (m.crypto.empty()) {
+        return m.crypto_refused.empty() ? "RTP/SAVP stream has no a=crypto line (DTLS-SRTP is not supported)"
+                                        : "RTP/SAVP stream has no usable a=crypto: " + m.crypto_refused.front();
+    }
+    crypto = m.crypto.front();  // the offerer's order is its preference (RFC 4568 §7.1.1)
+    return {};
+}
+
 SessionDescription local_session(const LocalMedia& local) {
     SessionDescription sd;
     sd.origin_username = kSessionName;
@@ -531,6 +561,10 @@ SessionDescription local_session(const LocalMedia& local) {
 }
 
 }  // namespace
+
+const char* const kSrtpInsecureSignallingReason =
+    "RTP/SAVP over unencrypted signalling: SDES keys would travel in clear text (use TLS, or set "
+    "media.srtp_insecure_signalling = true to allow it)";
 
 const char* direction_str(Direction d) {
     switch (d) {
@@ -592,6 +626,7 @@ std::string serialize(const SessionDescription& sd) {
         if (m.ptime) line("a=ptime:" + std::to_string(*m.ptime));
         if (m.maxptime) line("a=maxptime:" + std::to_string(*m.maxptime));
         if (m.rtcp_port) line("a=rtcp:" + std::to_string(*m.rtcp_port));
+        for (const media::CryptoAttribute& c : m.crypto) line("a=crypto:" + media::crypto_serialize(c));
         // Always explicit at media level: peers never have to work out inheritance from the session.
         line(std::string("a=") + direction_str(m.direction));
     }
@@ -610,6 +645,7 @@ Answer answer_offer(const SessionDescription& offer, const LocalMedia& local) {
     // The first audio stream we can take is the call; every other stream is refused (port 0) so that the
     // answer has one m= line per offered one, in the same order (RFC 3264 §6).
     std::optional<size_t> chosen_index;
+    std::optional<media::CryptoAttribute> chosen_crypto;
     CodecChoice choice{};
     int te_pt = -1;
     std::string remote_address;
@@ -623,12 +659,19 @@ Answer answer_offer(const SessionDescription& offer, const LocalMedia& local) {
         const auto codec = choose_codec(m, local.codecs);
         const std::optional<std::string>& address =
             m.connection_address ? m.connection_address : offer.connection_address;
-        if (!iequals(m.proto, "RTP/AVP")) {
-            problem = "audio stream uses " + m.proto + "; only plain RTP/AVP is supported (no SRTP)";
-        } else if (!codec) {
+        std::optional<media::CryptoAttribute> crypto;
+        if (iequals(m.proto, "RTP/SAVP")) {
+            problem = srtp_problem(m, local, crypto);
+        } else if (!iequals(m.proto, "RTP/AVP")) {
+            problem = "audio stream uses " + m.proto.substr(0, 40) +
+                      "; only RTP/AVP and RTP/SAVP with SDES keys are supported";
+        } else if (local.srtp == LocalMedia::Srtp::kRequired) {
+            problem = "media.srtp is required but the audio stream is plain RTP/AVP";
+        }
+        if (problem.empty() && !codec) {
             problem =
                 "no common codec: offered " + offered_list(m) + "; we support " + codec_list(local.codecs);
-        } else if (!address) {
+        } else if (problem.empty() && !address) {
             problem = "audio stream has no connection address (c=)";
         }
         if (!problem.empty()) {
@@ -636,6 +679,7 @@ Answer answer_offer(const SessionDescription& offer, const LocalMedia& local) {
             continue;
         }
         chosen_index = i;
+        chosen_crypto = crypto;
         choice = *codec;
         te_pt = local.telephone_event ? choose_telephone_event(m, choice.codec) : -1;
         remote_address = *address;
@@ -663,6 +707,13 @@ Answer answer_offer(const SessionDescription& offer, const LocalMedia& local) {
             // and peers that mishandle several codecs in an answer (switching mid-call) have nothing to
             // switch to.
             fill_audio(a, local, {nm.codec}, {nm.payload_type}, te_pt, nm.ptime, nm.direction);
+            if (chosen_crypto) {
+                // RFC 4568 §7.1.2: the answer has the accepted tag and suite, and the answerer's own key.
+                a.proto = "RTP/SAVP";
+                a.crypto.push_back(media::CryptoAttribute{chosen_crypto->tag, chosen_crypto->suite,
+                                                          local.srtp_keys.front()});
+                nm.srtp = media::SrtpParams{chosen_crypto->suite, local.srtp_keys.front(), chosen_crypto->key};
+            }
         } else {
             // Refused: port 0, same media and proto, one of the offered formats (RFC 3264 §6 wants one).
             a.media = m.media;
@@ -696,6 +747,12 @@ std::string make_offer(const LocalMedia& local) {
     SessionDescription sd = local_session(local);
     MediaDescription m;
     fill_audio(m, local, codecs, pts, te_pt, local.ptime, Direction::kSendRecv);
+    if (offers_srtp(local)) {
+        m.proto = "RTP/SAVP";
+        m.crypto.push_back({1, media::SrtpSuite::kAesCm128HmacSha1_80, local.srtp_keys[0]});
+        m.crypto.push_back({2, media::SrtpSuite::kAesCm128HmacSha1_32,
+                            local.srtp_keys.size() > 1 ? local.srtp_keys[1] : local.srtp_keys[0]});
+    }
     sd.media.push_back(std::move(m));
     return serialize(sd);
 }
@@ -712,7 +769,26 @@ std::optional<NegotiatedMedia> accept_answer(const SessionDescription& answer, c
     if (it == answer.media.end()) return fail("answer has no audio stream");
     const MediaDescription& m = *it;
     if (m.port == 0) return fail("answer refused the audio stream (port 0)");
-    if (!iequals(m.proto, "RTP/AVP")) return fail("answer uses " + m.proto + " instead of RTP/AVP");
+    std::optional<media::SrtpParams> srtp;
+    if (offers_srtp(local)) {
+        if (!iequals(m.proto, "RTP/SAVP")) return fail("answer uses " + m.proto + " instead of RTP/SAVP");
+        // The answer must take one of our tags with the suite we offered under it (RFC 4568 §7.1.3).
+        for (const media::CryptoAttribute& c : m.crypto) {
+            const bool tag1 = c.tag == 1 && c.suite == media::SrtpSuite::kAesCm128HmacSha1_80;
+            const bool tag2 = c.tag == 2 && c.suite == media::SrtpSuite::kAesCm128HmacSha1_32;
+            if (!tag1 && !tag2) continue;
+            const media::SrtpKeySalt& ours =
+                tag1 || local.srtp_keys.size() < 2 ? local.srtp_keys[0] : local.srtp_keys[1];
+            srtp = media::SrtpParams{c.suite, ours, c.key};
+            break;
+        }
+        if (!srtp) {
+            return fail("answer has no a=crypto matching one we offered" +
+                        (m.crypto_refused.empty() ? std::string() : ": " + m.crypto_refused.front()));
+        }
+    } else if (!iequals(m.proto, "RTP/AVP")) {
+        return fail("answer uses " + m.proto + " instead of RTP/AVP");
+    }
     const std::optional<std::string>& address =
         m.connection_address ? m.connection_address : answer.connection_address;
     if (!address) return fail("answer has no connection address (c=)");
@@ -731,6 +807,7 @@ std::optional<NegotiatedMedia> accept_answer(const SessionDescription& answer, c
     nm.remote_address = *address;
     nm.remote_port = m.port;
     nm.direction = is_unspecified(*address) ? Direction::kInactive : mirror(m.direction);
+    nm.srtp = srtp;
     return nm;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "media/codec.h"
+#include "media/srtp.h"
 
 namespace parley::sdp {
 
@@ -44,6 +45,10 @@ struct MediaDescription {
     std::optional<std::string> connection_address;  // media-level c= (IP4/IP6 address)
     std::optional<uint16_t> rtcp_port;              // a=rtcp:
     Direction direction = Direction::kSendRecv;  // effective: the session-level one if the section has none
+    // SRTP with SDES (RFC 4568): the a=crypto lines we can use, in the order given, and why the others
+    // cannot be used (unsupported suite, MKI, ...; no key bytes). Both bounded (kMaxCrypto).
+    std::vector<media::CryptoAttribute> crypto;
+    std::vector<std::string> crypto_refused;
 };
 
 struct SessionDescription {
@@ -73,7 +78,23 @@ struct LocalMedia {
     int ptime = 20;                     // used in our offers
     uint64_t session_id = 0;
     uint64_t session_version = 0;       // caller increments for each new offer/answer in a dialog
+
+    // ---- SRTP (docs/srtp.md) ----
+    // kOff: RTP/SAVP offers are refused (488), our offers are RTP/AVP. kOptional: RTP/SAVP and RTP/AVP
+    // offers are both accepted, our offers are plain RTP/AVP. kRequired: RTP/AVP offers are refused,
+    // our offers are RTP/SAVP.
+    enum class Srtp { kOff, kOptional, kRequired };
+    Srtp srtp = Srtp::kOff;
+    // false when the signalling is not encrypted (no TLS) and media.srtp_insecure_signalling is off: then
+    // no SDES key may be sent or accepted, so every RTP/SAVP stream is refused.
+    bool srtp_keys_allowed = true;
+    // Our master keys (fresh per call): [0] is the one in answers and in our offer's tag 1
+    // (AES_CM_128_HMAC_SHA1_80); [1], when present, is our offer's tag 2 (AES_CM_128_HMAC_SHA1_32).
+    std::vector<media::SrtpKeySalt> srtp_keys;
 };
+
+// Why an RTP/SAVP stream is refused when LocalMedia::srtp_keys_allowed is false.
+extern const char* const kSrtpInsecureSignallingReason;
 
 // What was agreed for the one audio stream, from Parley's point of view.
 struct NegotiatedMedia {
@@ -84,6 +105,7 @@ struct NegotiatedMedia {
     std::string remote_address;       // where to send RTP
     uint16_t remote_port = 0;
     Direction direction = Direction::kSendRecv;  // our direction: kRecvOnly means we must not send
+    std::optional<media::SrtpParams> srtp;       // set when the stream is RTP/SAVP (SDES keys agreed)
     bool on_hold() const { return direction == Direction::kInactive || direction == Direction::kRecvOnly; }
 };
 
@@ -95,10 +117,13 @@ struct Answer {
 };
 
 // Answers `offer`. Non-audio and extra audio streams are refused with port 0 in the answer; an audio
-// stream whose proto is not RTP/AVP, or with no codec we share, yields 488.
+// stream with no codec we share, whose proto is neither RTP/AVP nor RTP/SAVP, or that local.srtp (and
+// srtp_keys_allowed) does not allow, yields 488. An RTP/SAVP stream is answered with the first of its
+// a=crypto lines whose suite we support: the same tag and suite, our key local.srtp_keys[0].
 Answer answer_offer(const SessionDescription& offer, const LocalMedia& local);
 
-// Our offer (for outgoing calls, and for incoming INVITEs that carry no SDP).
+// Our offer (for outgoing calls, and for incoming INVITEs that carry no SDP). RTP/SAVP with a=crypto
+// for both suites when local.srtp is kRequired (and keys are given), otherwise RTP/AVP.
 std::string make_offer(const LocalMedia& local);
 
 // Reads the peer's answer to make_offer(local). nullopt (and *error) when it accepts none of our codecs

@@ -4,6 +4,8 @@
 // threads enqueue closures under `queue_mu_` and poke an eventfd that the su_root loop waits on.
 #include "sip/sip_stack.h"
 
+#include <strings.h>
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -15,6 +17,9 @@
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/sip_tag.h>
+#include <sofia-sip/tport_tag.h>
+#include <sofia-sip/msg.h>
+#include <sofia-sip/msg_addr.h>
 #include <sofia-sip/su.h>
 #include <sofia-sip/su_log.h>
 #include <sofia-sip/su_tag.h>
@@ -22,11 +27,14 @@
 #include <sofia-sip/su_wait.h>
 #include <sofia-sip/url.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <condition_variable>
 #include <deque>
 #include <fmt/format.h>
@@ -39,6 +47,8 @@
 
 #include "common/log.h"
 #include "net/nat.h"
+#include "sip/sip_tls.h"
+#include "media/srtp.h"  // redact_sdes_keys: no SDES key in logged SIP messages
 
 extern "C" {
 // sofia-sip's per-module log objects (exported by libsofia-sip-ua, not declared in its public headers).
@@ -89,9 +99,9 @@ std::string payload_str(const sip_t* sip) {
     return std::string(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
 }
 
-// "sip:pbx.example.com:5080;transport=tcp" -> "pbx.example.com"
+// "sip:pbx.example.com:5080;transport=tcp" (or sips:) -> "pbx.example.com"
 std::string host_of(const std::string& uri) {
-    std::string s = uri.rfind("sip:", 0) == 0 ? uri.substr(4) : uri;
+    std::string s = uri.rfind("sip:", 0) == 0 ? uri.substr(4) : uri.rfind("sips:", 0) == 0 ? uri.substr(5) : uri;
     if (auto at = s.find('@'); at != std::string::npos) s = s.substr(at + 1);
     if (!s.empty() && s[0] == '[') return s.substr(0, s.find(']') + 1);
     return s.substr(0, s.find_first_of(":;>"));
@@ -109,6 +119,7 @@ void sofia_logger(void*, const char* fmt, va_list ap) {
     char buf[1024];
     std::vsnprintf(buf, sizeof buf, fmt, ap);
     std::vector<std::string> complete;  // logged after the lock is released: no lock across the write
+    std::vector<std::string> all;       // every line, also those over the rate limit (TLS diagnostics)
     {
         std::lock_guard lk(mu);
         line += buf;
@@ -119,6 +130,7 @@ void sofia_logger(void*, const char* fmt, va_list ap) {
             for (auto& c : msg)
                 if (c == '"') c = '\'';
             if (msg.empty()) continue;
+            all.push_back(msg);
             auto now = std::chrono::steady_clock::now();
             if (now - window > std::chrono::seconds(1)) {
                 window = now;
@@ -128,7 +140,9 @@ void sofia_logger(void*, const char* fmt, va_list ap) {
         }
         if (line.size() > 4096) line.clear();
     }
-    for (auto& msg : complete) PLOG_WARN("event=sofia_log msg=\"{}\"", msg);
+    for (auto& msg : all) tls::note_diagnostic(msg);  // SIP over TLS: why a connection was refused
+    // SRTP: sofia prints whole messages when TPORT_LOG is set; SDES keys in their SDP must not reach the log.
+    for (auto& msg : complete) PLOG_WARN("event=sofia_log msg=\"{}\"", media::redact_sdes_keys(msg));
 }
 
 void redirect_sofia_logs() {
@@ -186,6 +200,8 @@ struct SipStack::Impl {
         nua_handle_t* ka_nh = nullptr;  // OPTIONS keep-alives
         su_timer_t* ka_timer = nullptr;
         bool ka_failing = false;
+        su_timer_t* tls_watch = nullptr;  // SIP over TLS: fails a REGISTER whose connection sofia refused
+        std::chrono::steady_clock::time_point attempt_at;
     };
     su_root_t* root = nullptr;
     int wake_index = -1;
@@ -271,7 +287,22 @@ struct SipStack::Impl {
                                                         : options.listen_host,
                                       options.listen_port ? std::to_string(options.listen_port) : "*");
         url = nat_listen_url(url);
+        // SIP over TLS: a sips: listener with the certificate directory; outgoing connections verify the
+        // peer's chain (cafile.pem) and that its certificate names the host we connect to.
+        std::string sips_url, cert_dir;
+        if (options.tls.enabled()) {
+            cert_dir = tls::prepare_dir(options.tls, error);
+            if (cert_dir.empty()) return false;
+            const std::string& th = options.tls.listen_host;
+            sips_url = fmt::format("sips:{}:{}", th.find(':') != std::string::npos ? "[" + th + "]" : th,
+                                   options.tls.listen_port ? std::to_string(options.tls.listen_port) : "*");
+        }
+        bool use_tls = !sips_url.empty();
         nua = nua_create(root, &Impl::on_nua_event, reinterpret_cast<nua_magic_t*>(this), NUTAG_URL(url.c_str()),
+                         TAG_IF(use_tls, NUTAG_SIPS_URL(sips_url.c_str())),
+                         TAG_IF(use_tls, NUTAG_CERTIFICATE_DIR(cert_dir.c_str())),
+                         TAG_IF(use_tls, TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_SUBJECTS_OUT)),
+                         TAG_IF(use_tls, TPTAG_TLS_VERIFY_DATE(1)), TAG_IF(use_tls, TPTAG_TLS_VERIFY_DEPTH(5)),
                          SIPTAG_USER_AGENT_STR(options.user_agent.c_str()),
                          NUTAG_MEDIA_ENABLE(0),      // SDP is ours (src/sdp), sofia only carries it
                          NUTAG_AUTOANSWER(0), NUTAG_AUTOACK(1), NUTAG_ENABLEINVITE(1),
@@ -281,9 +312,13 @@ struct SipStack::Impl {
                          TAG_IF(options.nat != nullptr, NTATAG_CLIENT_RPORT(1)),  // RFC 3581: see nat_*
                          TAG_END());
         if (!nua) {
-            *error = fmt::format("cannot listen on {} (UDP and TCP): address in use or not local", url);
+            *error = use_tls ? fmt::format("cannot listen on {} (UDP and TCP) and {} (TLS): address in use, not "
+                                       "local, or the TLS files in {} are not usable (see the sofia_log lines)",
+                                       url, sips_url, cert_dir)
+                         : fmt::format("cannot listen on {} (UDP and TCP): address in use or not local", url);
             return false;
         }
+        if (use_tls) PLOG_INFO("event=sip_tls_listening url={} ca_file={}", sips_url, options.tls.ca_file);
         for (size_t i = 0; i < options.lines.size(); ++i) {
             auto l = std::make_unique<Line>();
             l->cfg = options.lines[i];
@@ -291,6 +326,7 @@ struct SipStack::Impl {
             l->retry = su_timer_create(su_root_task(root), 0);
             l->ka_timer = su_timer_create(su_root_task(root), 0);
             l->registrar_ip = registrar_ips.size() > i ? registrar_ips[i] : std::string();
+            if (l->cfg.transport == "tls") l->tls_watch = su_timer_create(su_root_task(root), 0);
             lines.push_back(std::move(l));
         }
         for (auto& l : lines) register_line(*l);
@@ -303,6 +339,27 @@ struct SipStack::Impl {
         std::string registrar = l.cfg.registrar;
         if (l.cfg.transport == "tcp" && registrar.find("transport=") == std::string::npos)
             registrar += ";transport=tcp";
+        if (l.cfg.transport == "tls") {
+            registrar = tls::force_tls(registrar);  // TLS only: never UDP/TCP for a tls line
+            // One new TLS registration at a time in its watch window, so that a refusal sofia logs (without
+            // saying for which connection) belongs to the attempt in flight: the others wait, 2 s at most each.
+            auto now = std::chrono::steady_clock::now();
+            for (auto& other : lines) {
+                if (other.get() == &l || other->cfg.transport != "tls" || !other->nh) continue;
+                if (now - other->attempt_at > std::chrono::milliseconds(kTlsWatchMs + 100)) continue;
+                LineState st;
+                {
+                    std::lock_guard lk(lines_mu);
+                    st = line_status[other->index].state;
+                }
+                if (st != LineState::kRegistering) continue;
+                su_timer_set_interval(l.retry, &Impl::on_retry_timer, reinterpret_cast<su_timer_arg_t*>(&l), 200);
+                return;
+            }
+            l.attempt_at = now;
+            su_timer_set_interval(l.tls_watch, &Impl::on_tls_watch, reinterpret_cast<su_timer_arg_t*>(&l),
+                                  kTlsWatchMs);
+        }
         if (!l.nh) {
             std::string to = l.cfg.display_name.empty() ? aor
                                                         : fmt::format("\"{}\" <{}>", l.cfg.display_name, aor);
@@ -335,6 +392,38 @@ struct SipStack::Impl {
         auto* self = reinterpret_cast<Impl*>(magic);
         if (self->shutting_down) return;
         self->register_line(*reinterpret_cast<Line*>(arg));
+    }
+
+    // SIP over TLS. sofia-sip closes a connection whose certificate it refuses without failing the REGISTER
+    // waiting for it: that one would end by timer F (408 after 32 s). kTlsWatchMs after each attempt, a line
+    // still waiting whose connection sofia refused (a diagnostic noted since the attempt, for its host or
+    // naming none) fails now with that reason: its handle (and the transaction) is destroyed, and it retries
+    // with the usual backoff.
+    static constexpr int kTlsWatchMs = 2000;
+    static void on_tls_watch(su_root_magic_t* magic, su_timer_t*, su_timer_arg_t* arg) {
+        auto* self = reinterpret_cast<Impl*>(magic);
+        auto& l = *reinterpret_cast<Line*>(arg);
+        if (self->shutting_down || l.unregistering || !l.nh) return;
+        {
+            std::lock_guard lk(self->lines_mu);
+            if (self->line_status[l.index].state != LineState::kRegistering) return;
+        }
+        std::string why = tls::take_diagnostic(host_of(l.cfg.registrar), l.attempt_at, false);
+        if (why.empty()) return;  // no refusal seen: the REGISTER is merely slow (timer F still bounds it)
+        nua_handle_destroy(l.nh);
+        l.nh = nullptr;
+        l.auth_pending = false;
+        self->fail_line_tls(l, 503, "TLS connection refused", why);
+    }
+
+    void fail_line_tls(Line& l, int status, const char* phrase, std::string why) {
+        for (auto& c : why)
+            if (c == '"') c = '\'';
+        std::string ph = fmt::format("{} (TLS: {})", phrase ? phrase : "", why);
+        PLOG_WARN("event=line_register_failed line={} status={} phrase=\"{}\" reason=\"TLS: {}\"", l.cfg.name,
+                  status, phrase ? phrase : "", why);
+        publish_line(l, LineState::kFailed, status, ph.c_str(), 0);
+        if (!shutting_down) schedule_reregister(l);
     }
 
     bool authenticate(nua_handle_t* nh, const sip_t* sip, const LineConfig& cfg) {
@@ -370,6 +459,7 @@ struct SipStack::Impl {
                 expires = std::atoi(sip->sip_contact->m_expires);
             else if (sip && sip->sip_expires)
                 expires = static_cast<int>(sip->sip_expires->ex_delta);
+            if (l.tls_watch) su_timer_reset(l.tls_watch);
             if (nat_check_register_response(l, sip)) return;  // re-registering with the address seen
             PLOG_INFO("event=line_registered line={} status={} expires={} contact=\"{}\"", l.cfg.name, status,
                       expires, l.contact.empty() ? "local" : l.contact);
@@ -378,6 +468,14 @@ struct SipStack::Impl {
             return;
         }
         l.auth_pending = false;
+        // SIP over TLS: a connection that failed gets a locally made 503 (or 408): say why, if sofia said.
+        if (l.cfg.transport == "tls" && (status == 503 || status == 408)) {
+            su_timer_reset(l.tls_watch);
+            std::string why = tls::take_diagnostic(host_of(l.cfg.registrar), l.attempt_at, true);
+            if (why.empty()) why = "no diagnostic from sofia-sip: no connection (refused, unreachable), or the "
+                                   "registrar answered this itself";
+            return fail_line_tls(l, status, phrase, why);
+        }
         PLOG_WARN("event=line_register_failed line={} status={} phrase=\"{}\"", l.cfg.name, status,
                   phrase ? phrase : "");
         publish_line(l, LineState::kFailed, status, phrase, 0);
@@ -526,6 +624,17 @@ struct SipStack::Impl {
         }
     }
 
+    // SIP over TLS: whether the request being handled came over a TLS connection. NUA does not expose the
+    // receiving transport: the last hop's Via (SIP/2.0/TLS) says it, and the message must have come over a
+    // stream socket (a UDP datagram claiming TLS is not believed). docs/tls.md discusses the limit.
+    bool arrived_over_tls(const sip_t* sip) {
+        if (!options.tls.enabled() || !sip || !sip->sip_via || !sip->sip_via->v_protocol) return false;
+        if (strcasecmp(sip->sip_via->v_protocol, "SIP/2.0/TLS") != 0) return false;
+        msg_t* msg = nua_current_request(nua);
+        su_addrinfo_t* ai = msg ? msg_addrinfo(msg) : nullptr;
+        return ai && ai->ai_protocol == IPPROTO_TCP;
+    }
+
     void on_new_invite(nua_handle_t* nh, const sip_t* sip) {
         if (shutting_down) {
             nua_respond(nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
@@ -560,6 +669,8 @@ struct SipStack::Impl {
             if (sip->sip_content_type && sip->sip_content_type->c_type)
                 info.content_type = sip->sip_content_type->c_type;
             info.body = payload_str(sip);
+            info.secure = arrived_over_tls(sip);
+            if (info.secure) PLOG_INFO("event=sip_invite_secure dialog={} call_id={} transport=tls", d.id, info.call_id);
         }
         d.line = info.line;
         if (Line* l = line_by_name(info.line)) d.contact_user = l->cfg.user;
@@ -652,6 +763,14 @@ struct SipStack::Impl {
         if (!options.nat || peer.empty()) return {};
         uint16_t port = options.listen_port ? options.listen_port : 5060;
         auto addr = options.nat->sip_address_for(peer, line, port);
+        // SIP over TLS: the Contact names our TLS listener (sips:, its port). An rport mapping is of the UDP
+        // flow and says nothing of a TLS port, so only the external IP is used: inbound TLS through NAT
+        // needs the listener's port forwarded (or 1:1 NAT); docs/nat.md.
+        const bool tls = transport == "tls";
+        if (tls) {
+            port = options.tls.listen_port ? options.tls.listen_port : 5061;
+            if (addr) addr->second = port;
+        }
         if (!addr) {
             // A local peer while an external address is in use: NUA would reuse a line's (external)
             // registration Contact for this dialog too, so name the local address explicitly.
@@ -663,6 +782,7 @@ struct SipStack::Impl {
             addr = std::make_pair(local, port);
         }
         std::string host = addr->first.find(':') != std::string::npos ? "[" + addr->first + "]" : addr->first;
+        if (tls) return fmt::format("<sips:{}{}{}:{}>", user, user.empty() ? "" : "@", host, addr->second);
         return fmt::format("<sip:{}{}{}:{}{}>", user, user.empty() ? "" : "@", host, addr->second,
                            transport.empty() || transport == "udp" ? "" : ";transport=" + transport);
     }
@@ -852,7 +972,23 @@ struct SipStack::Impl {
         }
         if (l) d.local_uri = fmt::format("sip:{}@{}", l->cfg.user,
                                          l->cfg.domain.empty() ? host_of(l->cfg.registrar) : l->cfg.domain);
-        d.nh = nua_handle(nua, reinterpret_cast<nua_hmagic_t*>(&d), SIPTAG_TO_STR(uri.c_str()),
+        // SIP over TLS: a tls line's calls go over TLS or not at all.
+        std::string target = uri;
+        if (l && l->cfg.transport == "tls") {
+            if (tls::uri_names_clear_transport(uri)) {
+                PLOG_WARN("event=call_refused_clear uri={} line={} reason=\"the line uses TLS; the URI names "
+                          "another transport\"", uri, l->cfg.name);
+                d.nh = nullptr;
+                dialogs.emplace(id, std::move(owned));
+                d.state = DialogState::kTerminated;
+                d.final_status = 400;
+                d.final_phrase = "Line requires TLS";
+                events.on_terminated(id, EndCause::kFailed, 400, "Line requires TLS");
+                return;
+            }
+            target = tls::to_header(tls::force_tls(uri));
+        }
+        d.nh = nua_handle(nua, reinterpret_cast<nua_hmagic_t*>(&d), SIPTAG_TO_STR(target.c_str()),
                           TAG_IF(!from.empty(), SIPTAG_FROM_STR(from.c_str())), TAG_END());
         dialogs.emplace(id, std::move(owned));
         if (!d.nh) {
@@ -901,11 +1037,16 @@ struct SipStack::Impl {
                 std::lock_guard lk(lines_mu);
                 registered = line_status[l->index].state == LineState::kRegistered;
             }
+            if (l->tls_watch) su_timer_reset(l->tls_watch);
             if (l->nh && registered) {
                 l->unregistering = true;
                 l->auth_pending = false;
                 ++unregisters_pending;
                 nua_unregister(l->nh, TAG_END());
+            } else if (l->nh && l->cfg.transport == "tls") {
+                // A REGISTER stuck on a refused TLS connection would hold nua_shutdown until timer F.
+                nua_handle_destroy(l->nh);
+                l->nh = nullptr;
             }
         }
         shutdown_timer = su_timer_create(su_root_task(root), 0);
@@ -959,6 +1100,8 @@ struct SipStack::Impl {
             l->retry = nullptr;
             if (l->ka_timer) su_timer_destroy(l->ka_timer);
             l->ka_timer = nullptr;
+            if (l->tls_watch) su_timer_destroy(l->tls_watch);
+            l->tls_watch = nullptr;
         }
         if (shutdown_timer) su_timer_destroy(shutdown_timer);
         shutdown_timer = nullptr;
@@ -971,6 +1114,7 @@ struct SipStack::Impl {
         }
         if (nua) nua_destroy(nua);  // destroys remaining handles
         nua = nullptr;
+        if (options.tls.enabled()) ::unlink((options.tls.dir + "/agent.pem").c_str());  // our key's copy
         dialogs.clear();
         lines.clear();
         if (root && wake_index > 0) su_root_deregister(root, wake_index);
@@ -1080,6 +1224,19 @@ void SipStack::refer(DialogId id, const std::string& target) {
 void SipStack::refresh_nat() {
     Impl* impl = impl_.get();
     impl->post([impl] { impl->do_refresh_nat(); });
+}
+
+bool SipStack::invite_secure(const std::string& uri, const std::string& line) const {
+    if (tls::uri_is_tls(uri)) return true;
+    const auto& lines = impl_->options.lines;
+    const LineConfig* l = nullptr;
+    if (line.empty()) {
+        l = lines.empty() ? nullptr : &lines.front();
+    } else {
+        for (auto& c : lines)
+            if (c.name == line) l = &c;
+    }
+    return l && l->transport == "tls" && !tls::uri_names_clear_transport(uri);
 }
 
 std::vector<LineStatus> SipStack::lines() const {

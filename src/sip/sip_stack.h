@@ -9,6 +9,8 @@
 // Call-IDs). An id stays valid until the owner calls release(id) after on_terminated: that is when the
 // sofia handle is destroyed. SDP is passed as text; negotiation is the caller's (src/sdp).
 //
+// SIP over TLS: see SipStackOptions::tls, InviteInfo::secure and invite_secure().
+//
 // Lines (accounts) are registered at start with digest auth, refreshed before expiry by NUA, re-registered
 // with exponential backoff after any failure (registrar down or restarted), and un-registered by stop().
 #pragma once
@@ -39,6 +41,7 @@ struct InviteInfo {
     std::string content_type;  // of the body, "" when none
     std::string body;          // the SDP offer, "" when none (delayed offer)
     std::string source_ip;     // where the INVITE came from (top Via received=, else its host): NAT policy
+    bool secure = false;       // arrived over TLS (sips: or transport=tls): SDES keys may be exchanged
 };
 
 enum class LineState { kUnregistered, kRegistering, kRegistered, kFailed };
@@ -110,6 +113,12 @@ struct SipStackOptions {
     // binding removed first). Each line with keepalive_s > 0 sends OPTIONS to its registrar that often while
     // registered, which keeps the NAT binding (and so inbound calls) alive.
     net::NatAddresses* nat = nullptr;
+    // SIP over TLS (docs/tls.md). When tls.enabled(): a TLS listener on tls.listen_host:listen_port, lines
+    // with transport "tls" register (and call) over TLS only, the peer's certificate is verified against
+    // tls.ca_file and must name the host of the URI (sofia-sip: CN or DNS subjectAltName, exact match).
+    // A certificate that fails logs event=line_register_failed with reason="TLS: ..." and the line retries
+    // with backoff; it never falls back to UDP or TCP.
+    SipTlsConfig tls;
 };
 
 
@@ -139,6 +148,11 @@ public:
     // NAT: the external address changed (a new STUN answer): lines whose Contact would now differ are
     // re-registered (stale Contact un-registered first). Thread-safe, returns at once.
     void refresh_nat();
+    // Whether invite(uri, ..., line) sends its INVITE over TLS: `uri` is sips: or has transport=tls, or the
+    // line (the first line when `line` is "", as invite() chooses) has transport "tls" — invite() then
+    // forces TLS for that call (adds transport=tls to a plain sip: URI, refuses an explicit udp/tcp one).
+    // The call manager asks this before putting SDES keys in an offer. Thread-safe (reads the options).
+    bool invite_secure(const std::string& uri, const std::string& line = "") const;
 
     std::vector<LineStatus> lines() const;
     std::string contact_host() const;  // the address SIP is bound to, for logs

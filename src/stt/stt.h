@@ -33,6 +33,7 @@ struct Transcript {
     std::string text;               // all segments joined, trimmed
     std::vector<Segment> segments;
     double compute_ms = 0;          // time spent decoding (not waiting for a worker)
+    double encode_ms = 0;           // embedded: the first window's encoder and first decoder pass (0 if unknown)
 };
 
 struct Options {
@@ -47,6 +48,11 @@ public:
     virtual Transcript transcribe(std::span<const float> pcm, const Options& options, const CancelToken& cancel) = 0;
     virtual std::string describe() const = 0;  // "whisper.cpp ggml-base.en.bin, 2 workers" / "openai http://…"
 };
+
+// whisper's encoder positions for `samples` of 16 kHz audio when stt.fit_window is on: one per 20 ms
+// (whisper's 30 s window is 1500 positions), plus 32 (0.64 s) of margin, rounded up to a multiple of 16;
+// 0 (= whisper's full window) when that reaches the 1500 of the full window.
+int fitted_audio_ctx(size_t samples);
 
 // nullptr and *error (naming the file or URL and what is wrong) when the engine cannot start. A
 // missing, truncated or non-whisper model file is detected before whisper.cpp sees it.

@@ -235,6 +235,66 @@ void route_whisper_logs() {
     });
 }
 
+VadFiltered vad_filter(std::span<const float> pcm, const std::vector<SpeechSpan>& spans) {
+    // whisper.cpp's whisper_vad() (src/whisper.cpp) step for step, so that our output equals whisper-cli
+    // --vad: each segment (plus 0.1 s overlap but the last), 0.1 s of silence between segments, and a
+    // processed -> original time map in centiseconds.
+    constexpr int kRate = 16000;
+    const int n = static_cast<int>(pcm.size());
+    const int overlap = static_cast<int>(0.1f * kRate);  // whisper_vad_default_params().samples_overlap
+    const int silence = static_cast<int>(0.1 * kRate);
+    auto cs_to_samples = [](int64_t cs) { return static_cast<int>((cs / 100.0) * kRate + 0.5); };
+    auto samples_to_cs = [](int samples) { return static_cast<int64_t>((samples / static_cast<double>(kRate)) * 100.0 + 0.5); };
+    VadFiltered out;
+    const int count = static_cast<int>(spans.size());
+    size_t total = 0;
+    for (int i = 0; i < count; ++i) {
+        int start = cs_to_samples(spans[i].start_ms / 10), end = cs_to_samples(spans[i].end_ms / 10);
+        if (i < count - 1) end += overlap;
+        end = std::min(end, n - 1);
+        total += static_cast<size_t>(std::max(0, end - start));
+    }
+    out.samples.reserve(total + static_cast<size_t>(std::max(0, count - 1)) * silence);
+    int offset = 0;
+    for (int i = 0; i < count; ++i) {
+        const int64_t orig_start = spans[i].start_ms / 10, orig_end = spans[i].end_ms / 10;
+        int start = std::min(cs_to_samples(orig_start), n - 1);
+        int end = std::min(cs_to_samples(orig_end), n - 1);
+        const int original_length = end - start;
+        if (i < count - 1) end = std::min(end + overlap, n - 1);
+        const int length = end - start;
+        if (length <= 0) continue;
+        out.map.push_back({samples_to_cs(offset), orig_start});
+        out.map.push_back({samples_to_cs(offset + original_length), orig_end});
+        out.samples.insert(out.samples.end(), pcm.begin() + start, pcm.begin() + end);
+        offset += length;
+        if (i < count - 1) {
+            out.map.push_back({samples_to_cs(offset), orig_end});
+            out.map.push_back({samples_to_cs(offset + silence), spans[i + 1].start_ms / 10});
+            out.samples.insert(out.samples.end(), static_cast<size_t>(silence), 0.0f);
+            offset += silence;
+        }
+    }
+    std::stable_sort(out.map.begin(), out.map.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    out.map.erase(std::unique(out.map.begin(), out.map.end(),
+                              [](const auto& a, const auto& b) { return a.first == b.first; }),
+                  out.map.end());
+    return out;
+}
+
+int64_t vad_original_time(int64_t t, const std::vector<std::pair<int64_t, int64_t>>& map) {
+    // whisper.cpp's map_processed_to_original_time().
+    if (map.empty()) return t;
+    if (t <= map.front().first) return map.front().second;
+    if (t >= map.back().first) return map.back().second;
+    auto upper = std::lower_bound(map.begin(), map.end(), t, [](const auto& e, int64_t v) { return e.first < v; });
+    if (upper->first == t) return upper->second;
+    auto lower = upper - 1;
+    const int64_t pd = upper->first - lower->first, od = upper->second - lower->second;
+    if (pd == 0) return lower->second;
+    return lower->second + ((t - lower->first) * od) / pd;
+}
+
 }  // namespace detail
 
 namespace {
@@ -298,17 +358,17 @@ private:
     }
 
     // One Vad per worker (a Vad is not thread-safe); a state holder always finds one free.
-    bool has_speech(std::span<const float> pcm) {
+    std::vector<SpeechSpan> speech(std::span<const float> pcm) {
         Vad* vad;
         {
             std::lock_guard lock(mutex_);
             vad = free_vads_.back();
             free_vads_.pop_back();
         }
-        const bool speech = !vad->segments(pcm).empty();
+        auto spans = vad->segments(pcm);
         std::lock_guard lock(mutex_);
         free_vads_.push_back(vad);
-        return speech;
+        return spans;
     }
 
     void release(whisper_state* s) {
@@ -343,15 +403,26 @@ private:
         auto* token = const_cast<CancelToken*>(&cancel);
         p.abort_callback = is_cancelled;
         p.abort_callback_user_data = token;
-        p.encoder_begin_callback = [](whisper_context*, whisper_state*, void* user) { return !is_cancelled(user); };
-        p.encoder_begin_callback_user_data = token;
-        if (!config_.vad_model.empty()) {
-            // Silence never reaches the decoder: whisper.cpp runs Silero over the audio first and decodes
-            // only the speech segments (timestamps are mapped back to the original audio).
-            p.vad = true;
-            p.vad_model_path = config_.vad_model.c_str();
-            p.vad_params = whisper_vad_default_params();
-        }
+        // Timing of the first window's encoder: from its start to the first token's logits (encoder plus the
+        // first decoder pass), for Transcript::encode_ms.
+        struct Timing {
+            CancelToken* token;
+            std::chrono::steady_clock::time_point encode_start{}, first_logits{};
+        } timing{token};
+        p.encoder_begin_callback = [](whisper_context*, whisper_state*, void* user) {
+            auto* tm = static_cast<Timing*>(user);
+            if (tm->encode_start == std::chrono::steady_clock::time_point{})
+                tm->encode_start = std::chrono::steady_clock::now();
+            return !is_cancelled(tm->token);
+        };
+        p.encoder_begin_callback_user_data = &timing;
+        p.logits_filter_callback = [](whisper_context*, whisper_state*, const whisper_token_data*, int, float*,
+                                      void* user) {
+            auto* tm = static_cast<Timing*>(user);
+            if (tm->first_logits == std::chrono::steady_clock::time_point{})
+                tm->first_logits = std::chrono::steady_clock::now();
+        };
+        p.logits_filter_callback_user_data = &timing;
 
         if (cancel.cancelled()) {
             t.error = "cancelled";
@@ -361,11 +432,21 @@ private:
             t.ok = true;
             return t;
         }
-        if (!vads_.empty() && !has_speech(pcm)) {
-            // whisper.cpp decodes the whole input when its VAD finds nothing; we do not.
-            t.ok = true;
-            return t;
+        // Silence never reaches the decoder: Silero runs over the audio first and only the speech segments
+        // are decoded, timestamps mapped back to the original audio (detail::vad_filter: what whisper_full()
+        // does with params.vad, which whisper_full_with_state(), our per-worker path, ignores).
+        detail::VadFiltered filtered;
+        if (!vads_.empty()) {
+            const auto spans = speech(pcm);
+            if (spans.empty()) {  // whisper.cpp decodes the whole input when its VAD finds nothing; we do not.
+                t.ok = true;
+                return t;
+            }
+            filtered = detail::vad_filter(pcm, spans);
+            pcm = filtered.samples;
         }
+        // The encoder costs the same for 1 s as for 30 s unless told the audio is short (`whisper-cli -ac`).
+        if (config_.fit_window) p.audio_ctx = fitted_audio_ctx(pcm.size());
         const int rc = whisper_full_with_state(ctx_, state, p, pcm.data(), static_cast<int>(pcm.size()));
         if (cancel.cancelled()) {
             t.error = "cancelled";
@@ -376,13 +457,21 @@ private:
             PLOG_WARN("event=stt_failed engine=whisper code={} samples={}", rc, pcm.size());
             return t;
         }
+        if (timing.first_logits > timing.encode_start && timing.encode_start != std::chrono::steady_clock::time_point{})
+            t.encode_ms = std::chrono::duration<double, std::milli>(timing.first_logits - timing.encode_start).count();
         const int n = whisper_full_n_segments_from_state(state);
         std::string joined;
         for (int i = 0; i < n; ++i) {
             Segment s;
             // whisper's times are in 10 ms units.
-            s.t0_ms = whisper_full_get_segment_t0_from_state(state, i) * 10;
-            s.t1_ms = whisper_full_get_segment_t1_from_state(state, i) * 10;
+            int64_t t0 = whisper_full_get_segment_t0_from_state(state, i);
+            int64_t t1 = whisper_full_get_segment_t1_from_state(state, i);
+            if (!filtered.map.empty()) {  // as whisper_full_get_segment_t{0,1}_from_state do after VAD
+                t0 = detail::vad_original_time(t0, filtered.map);
+                t1 = std::max(detail::vad_original_time(t1, filtered.map), t0 + 10);
+            }
+            s.t0_ms = t0 * 10;
+            s.t1_ms = t1 * 10;
             const char* text = whisper_full_get_segment_text_from_state(state, i);
             s.text = text ? text : "";
             joined += s.text;
@@ -404,6 +493,13 @@ private:
 };
 
 }  // namespace
+
+int fitted_audio_ctx(size_t samples) {
+    constexpr size_t kFull = 1500, kSamplesPerPosition = 320, kMargin = 32, kStep = 16;
+    size_t n = (samples + kSamplesPerPosition - 1) / kSamplesPerPosition + kMargin;
+    n = (n + kStep - 1) / kStep * kStep;
+    return n >= kFull ? 0 : static_cast<int>(n);
+}
 
 std::unique_ptr<SpeechToText> make_whisper_stt(const SttConfig& config, std::string* error) {
     detail::route_whisper_logs();

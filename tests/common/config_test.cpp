@@ -101,6 +101,33 @@ TEST(Config, AgentSectionAndItsOverrides) {
     EXPECT_EQ(cfg->agent.end_of_turn_short_ms, 250);
 }
 
+// SIP over TLS: where the listener goes, and what a sips: registrar means.
+TEST(Config, TlsListenerFollowsTheLines) {
+    std::string err;
+    auto none = load_config("", {"sip.listen=127.0.0.1:5070", "line.0.user=1", "line.0.registrar=sip:a"}, &err);
+    ASSERT_TRUE(none) << err;
+    EXPECT_FALSE(none->sip.tls.enabled());  // no TLS line, no certificate: no TLS listener
+    EXPECT_EQ(none->sip.tls.ca_file, "/etc/ssl/certs/ca-certificates.crt");
+
+    auto path = write_temp("[sip]\nlisten = \"127.0.0.1:5070\"\n[[line]]\nuser = \"1\"\nregistrar = \"sips:pbx\"\n");
+    auto tls = load_config(path, {}, &err);
+    ASSERT_TRUE(tls) << err;
+    EXPECT_EQ(tls->lines[0].transport, "tls");  // sips: means TLS
+    ASSERT_TRUE(tls->sip.tls.enabled());
+    EXPECT_EQ(tls->sip.tls.listen_host, "127.0.0.1");
+    EXPECT_EQ(tls->sip.tls.listen_port, 5071);  // sip.listen's port + 1
+
+    auto any = load_config(path, {"sip.listen=127.0.0.1:0"}, &err);
+    ASSERT_TRUE(any) << err;
+    EXPECT_EQ(any->sip.tls.listen_port, 0);  // any free port, like sip.listen
+
+    auto given = load_config(path, {"sip.tls_listen=0.0.0.0:5999", "sip.tls_cert=/c.pem"}, &err);
+    ASSERT_TRUE(given) << err;
+    EXPECT_EQ(given->sip.tls.listen_host, "0.0.0.0");
+    EXPECT_EQ(given->sip.tls.listen_port, 5999);
+    std::remove(path.c_str());
+}
+
 TEST(Config, OverrideBeatsFile) {
     auto path = write_temp("[call]\nmax_concurrent = 10\n[[line]]\nuser = \"1\"\nregistrar = \"sip:a\"\n");
     std::string err;
@@ -150,8 +177,17 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"playback_without_file", "[call]\nhandler = \"playback\"\n", {}, "call.playback_file: required"},
         BadCase{"line_without_user", "[[line]]\nregistrar = \"sip:pbx\"\n", {}, "line.0.user: required"},
         BadCase{"line_bad_registrar", "[[line]]\nuser = \"1\"\nregistrar = \"pbx\"\n", {}, "line.0.registrar"},
-        BadCase{"line_bad_transport", "[[line]]\nuser=\"1\"\nregistrar=\"sip:a\"\ntransport=\"tls\"\n", {},
-                "line.0.transport"},
+        BadCase{"line_bad_transport", "[[line]]\nuser=\"1\"\nregistrar=\"sip:a\"\ntransport=\"sctp\"\n", {},
+                "line.0.transport: expected \"udp\", \"tcp\" or \"tls\""},
+        BadCase{"sips_registrar_over_tcp", "[[line]]\nuser=\"1\"\nregistrar=\"sips:a\"\ntransport=\"tcp\"\n", {},
+                "line.0.transport: a sips: registrar needs \"tls\""},
+        BadCase{"tls_line_with_tls_off", "[sip]\ntls_listen=\"off\"\n[[line]]\nuser=\"1\"\nregistrar=\"sip:a\"\n"
+                "transport=\"tls\"\n", {}, "line.0.transport: \"tls\" needs SIP over TLS"},
+        BadCase{"bad_tls_listen", "", {"sip.tls_listen=5061"}, "sip.tls_listen: expected \"host:port\""},
+        BadCase{"tls_key_without_cert", "", {"sip.tls_listen=127.0.0.1:5061", "sip.tls_key=/k.pem"},
+                "sip.tls_key: set without sip.tls_cert"},
+        BadCase{"tls_without_ca", "", {"sip.tls_listen=127.0.0.1:5061", "sip.tls_ca_file="},
+                "sip.tls_ca_file: required"},
         BadCase{"duplicate_line_names",
                 "[[line]]\nname=\"a\"\nuser=\"1\"\nregistrar=\"sip:a\"\n[[line]]\nname=\"a\"\nuser=\"2\"\n"
                 "registrar=\"sip:a\"\n",
@@ -169,6 +205,29 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"agent_bad_target", "", {"agent.transfer_target=operator"}, "agent.transfer_target: expected a sip: URI"},
         BadCase{"agent_threshold_range", "[agent]\nvad_threshold = 1.5\n", {}, "agent.vad_threshold"}),
     [](const auto& p) { return std::string(p.param.name); });
+
+// ---- SRTP (docs/srtp.md) ----
+TEST(Config, SrtpModesGlobalAndPerLine) {
+    std::string err;
+    auto defaults = load_config("", {}, &err);
+    ASSERT_TRUE(defaults) << err;
+    EXPECT_EQ(defaults->media.srtp, "off");
+    EXPECT_FALSE(defaults->media.srtp_insecure_signalling);
+
+    auto cfg = load_config("", {"media.srtp=optional", "media.srtp_insecure_signalling=true", "line.0.user=1001",
+                                "line.0.registrar=sip:pbx", "line.0.srtp=required"},
+                           &err);
+    ASSERT_TRUE(cfg) << err;
+    EXPECT_EQ(cfg->media.srtp, "optional");
+    EXPECT_TRUE(cfg->media.srtp_insecure_signalling);
+    EXPECT_EQ(cfg->lines.at(0).srtp, "required");
+
+    EXPECT_FALSE(load_config("", {"media.srtp=mandatory"}, &err));
+    EXPECT_NE(err.find("media.srtp: expected \"off\", \"optional\" or \"required\", got \"mandatory\""),
+              std::string::npos) << err;
+    EXPECT_FALSE(load_config("", {"line.0.user=1001", "line.0.registrar=sip:pbx", "line.0.srtp=yes"}, &err));
+    EXPECT_NE(err.find("line.0.srtp: expected"), std::string::npos) << err;
+}
 
 }  // namespace
 }  // namespace parley

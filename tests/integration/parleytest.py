@@ -1138,15 +1138,21 @@ class CallResult:
 # The test
 
 def baresip_call(t: "Test", target: str, mic: Path, seconds: int, codec: str = "PCMU",
-                 module: str = "g711.so", rate: int = 8000, name: str = "baresip") -> tuple[Path, Path, tuple[int, int]]:
+                 module: str = "g711.so", rate: int = 8000, name: str = "baresip",
+                 extra_modules: tuple = (), account_params: str = "", dial: bool = True,
+                 sip_port: int | None = None) -> tuple[Path, Path, tuple[int, int]]:
     """baresip (headless, see shared/PEERS.md) dials sip:agent@target offering only `codec`, with the WAV
     `mic` as its microphone (aufile) and sndfile recording what it sends and hears into <workdir>/rec-<name>;
-    it quits after `seconds` (SIGTERM twice if it hangs). Returns (its log, the recording dir, its RTP range)."""
+    it quits after `seconds` (SIGTERM twice if it hangs). `extra_modules` are loaded too (e.g. "srtp.so"),
+    `account_params` are appended to its account line (e.g. ";mediaenc=srtp-mand"). dial=False: it does not
+    dial but answers (answermode=auto) calls to sip:baresip@127.0.0.1:`sip_port` (run it in a thread then).
+    Returns (its log, the recording dir, its RTP range)."""
     conf, rec = t.dir / name, t.dir / f"rec-{name}"
     conf.mkdir()
     rec.mkdir()
-    bport = free_port(tcp=False)
+    bport = sip_port or free_port(tcp=False)
     lo, hi = free_port_range(20)
+    extra = "".join(f"module\t\t\t{m}\n" for m in extra_modules)
     (conf / "config").write_text(f"""poll_method		epoll
 sip_listen		127.0.0.1:{bport}
 sip_transports		udp
@@ -1163,16 +1169,16 @@ module			{module}
 module			aufile.so
 module			alsa.so
 module			sndfile.so
-module_app		account.so
+{extra}module_app		account.so
 module_app		menu.so
 snd_path		{rec}
 """)
     (conf / "accounts").write_text(
-        f"<sip:baresip@127.0.0.1:{bport}>;regint=0;audio_codecs={codec};answermode=manual\n")
+        f"<sip:baresip@127.0.0.1:{bport}>;regint=0;audio_codecs={codec};answermode={'manual' if dial else 'auto'}{account_params}\n")
     (conf / "contacts").write_text("\n")
     blog = t.dir / f"{name}.log"
     with open(blog, "wb") as f:
-        b = t.spawn(["baresip", "-f", conf, "-e", f"/dial sip:agent@{target}", "-t", str(seconds)],
+        b = t.spawn(["baresip", "-f", conf] + (["-e", f"/dial sip:agent@{target}"] if dial else []) + ["-t", str(seconds)],
                     name=name, log_path=blog, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         b.wait(seconds + 15)

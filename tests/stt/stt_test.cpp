@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "media/wav.h"
+#include "stt/engines.h"
 #include "stt/stt.h"
 
 namespace parley::stt {
@@ -85,11 +86,21 @@ void write_wav(const std::string& path, std::span<const float> pcm) {
 
 // Ours on `pcm` vs whisper-cli on `wav` (the same samples).
 // With `vad`, both sides run Silero first and decode only the speech (stt.vad_model / whisper-cli --vad).
+// With `fit` (stt.fit_window, the default), whisper-cli gets the same encoder size with -ac.
 void expect_same_as_cli(const std::string& name, std::span<const float> pcm, const std::string& wav,
-                        bool vad = false) {
+                        bool vad = false, bool fit = true) {
     std::string err;
     SttConfig config = test_config();
     if (vad) config.vad_model = PARLEY_VAD_MODEL;
+    config.fit_window = fit;
+    // With VAD the encoder is fitted to the speech that is decoded (whisper-cli -ac N applies to it too).
+    size_t decoded = pcm.size();
+    if (vad) {
+        auto v = create_vad(PARLEY_VAD_MODEL, &err);
+        ASSERT_NE(v, nullptr) << err;
+        decoded = detail::vad_filter(pcm, v->segments(pcm)).samples.size();
+    }
+    const int audio_ctx = fit ? fitted_audio_ctx(decoded) : 0;
     auto stt = create(config, &err);
     ASSERT_NE(stt, nullptr) << err;
     auto r = stt->transcribe(pcm, {}, CancelToken{});
@@ -101,6 +112,7 @@ void expect_same_as_cli(const std::string& name, std::span<const float> pcm, con
     std::filesystem::remove(prefix + ".txt");
     const std::string cmd = std::string(PARLEY_WHISPER_CLI) + " -m " + PARLEY_STT_TEST_MODEL + " -f " + wav +
                             " -l en -t 2 -bs 1 -bo 1 -nf -np -otxt -of " + prefix +
+                            (audio_ctx > 0 ? " -ac " + std::to_string(audio_ctx) : std::string()) +
                             (vad ? std::string(" --vad -vm ") + PARLEY_VAD_MODEL : std::string()) + " > " + prefix +
                             ".log 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << "\n" << read_file(prefix + ".log");
@@ -133,6 +145,54 @@ TEST(WhisperStt, MatchesWhisperCliOnJfkFirst3s) {
     write_wav(wav, slice);
     ASSERT_EQ(read_wav(wav), std::vector<float>(slice.begin(), slice.end()));
     expect_same_as_cli("jfk-3s", slice, wav);
+}
+
+TEST(WhisperStt, MatchesWhisperCliOnJfkFirst3sWithTheFullWindow) {
+    const std::span<const float> slice(jfk().data(), 3 * 16000);
+    const std::string wav = tmp_path("jfk-3s-full.wav");
+    write_wav(wav, slice);
+    expect_same_as_cli("jfk-3s-full", slice, wav, /*vad=*/false, /*fit=*/false);
+}
+
+// The encoder is sized to the utterance: 3 s -> 150 positions + 32 margin -> 192; 11 s -> 592; a full
+// window (or more) -> 0, whisper's own 1500.
+TEST(WhisperStt, FittedAudioCtx) {
+    EXPECT_EQ(fitted_audio_ctx(3 * 16000), 192);
+    EXPECT_EQ(fitted_audio_ctx(176000), 592);
+    EXPECT_EQ(fitted_audio_ctx(1), 48);
+    EXPECT_EQ(fitted_audio_ctx(0), 32);
+    EXPECT_EQ(fitted_audio_ctx(29 * 16000), 1488);
+    EXPECT_EQ(fitted_audio_ctx(30 * 16000), 0);
+    EXPECT_EQ(fitted_audio_ctx(60 * 16000), 0);
+    for (size_t n = 0; n < 30 * 16000; n += 1231) {
+        const int ctx = fitted_audio_ctx(n);
+        if (ctx == 0) continue;
+        EXPECT_GE(static_cast<size_t>(ctx) * 320, n + 32 * 320) << n;  // every sample plus the margin is encoded
+        EXPECT_EQ(ctx % 16, 0) << n;
+    }
+}
+
+// 3 s of speech, 6 s of silence, 3 s of speech: whisper-cli --vad decodes only the two speech segments
+// joined by 0.1 s of silence. (Before our path did the same cut itself, whisper_full_with_state ignored
+// params.vad and decoded the silence too; jfk.wav alone, nearly all speech, could not show it.)
+TEST(WhisperStt, MatchesWhisperCliWithVadAcrossSilence) {
+    std::vector<float> pcm(jfk().begin(), jfk().begin() + 3 * 16000);
+    pcm.insert(pcm.end(), 6 * 16000, 0.0f);
+    pcm.insert(pcm.end(), jfk().begin() + 5 * 16000, jfk().begin() + 8 * 16000);
+    const std::string wav = tmp_path("jfk-gap.wav");
+    write_wav(wav, pcm);
+    std::string err;
+    auto v = create_vad(PARLEY_VAD_MODEL, &err);
+    ASSERT_NE(v, nullptr) << err;
+    const auto spans = v->segments(pcm);
+    ASSERT_GE(spans.size(), 2u);
+    const auto cut = detail::vad_filter(pcm, spans);
+    EXPECT_LT(cut.samples.size(), pcm.size() - 5 * 16000u) << "the 6 s of silence must not be decoded";
+    // Times in the cut audio map back to the original: the second segment starts after the silence.
+    EXPECT_EQ(detail::vad_original_time(0, cut.map), spans[0].start_ms / 10);
+    EXPECT_GE(detail::vad_original_time(static_cast<int64_t>(cut.samples.size() / 160), cut.map), 800);
+    expect_same_as_cli("jfk-gap-vad", pcm, wav, /*vad=*/true);
+    expect_same_as_cli("jfk-gap-vad-full", pcm, wav, /*vad=*/true, /*fit=*/false);
 }
 
 TEST(WhisperStt, MatchesWhisperCliWithVadOnJfk) {
