@@ -34,6 +34,7 @@
 #include "media/recording.h"
 #include "metrics/metrics.h"
 #include "metrics/parley_metrics.h"
+#include "net/nat.h"
 #include "ops.h"
 #include "sip/sip_stack.h"
 #include "store/store.h"
@@ -210,6 +211,9 @@ struct Runtime {
     std::unique_ptr<media::Recorder> recorder;
     agent::ConversationFactory* conversation = nullptr;
     std::unique_ptr<call::HandlerFactory> handlers;
+    std::unique_ptr<net::NatAddresses> nat;     // NAT policy: outlives calls and sip (declared before them)
+    std::unique_ptr<net::StunRefresher> stun;
+    std::atomic<sip::SipStack*> nat_sip{nullptr};  // what STUN's change callback re-registers, once started
     std::unique_ptr<call::CallManager> calls;
     std::unique_ptr<sip::SipStack> sip;
     std::unique_ptr<ApiControl> control;
@@ -269,7 +273,10 @@ struct Runtime {
         models_loaded = true;
         calls = std::make_unique<call::CallManager>(config, *handlers, ops.get());
         calls->set_recorder(recorder.get());
+        start_nat();
+        calls->set_nat(nat.get());
         sip::SipStackOptions so;
+        so.nat = nat.get();
         so.listen_host = config.sip.listen_host;
         so.listen_port = config.sip.listen_port;
         so.user_agent = config.sip.user_agent;
@@ -281,6 +288,7 @@ struct Runtime {
             return false;
         }
         calls->attach(*sip);
+        nat_sip = sip.get();
         if (serve_http && config.http.enabled) {
             std::string token = http_token(config.http, &err);
             if (token.empty()) {
@@ -386,8 +394,33 @@ struct Runtime {
         if (ops) ops->publish("config_changed", {{"source", "sighup"}});
     }
 
+    // NAT (docs/nat.md): the policy object, and STUN discovery before the SIP stack starts, so that the
+    // first REGISTER already carries the external address (bounded: 3 s, then rport/the next STUN round).
+    void start_nat() {
+        net::NatAddresses::Options no;
+        no.sip_external = config.sip.external_address;
+        no.media_external = config.media.external_address;
+        no.local_networks = config.sip.local_networks;
+        nat = std::make_unique<net::NatAddresses>(no);
+        if (config.sip.external_address.empty() && !config.sip.stun_server.empty()) {
+            stun = std::make_unique<net::StunRefresher>(*nat, config.sip.stun_server, config.sip.stun_interval_s,
+                                                        [this] {
+                                                            if (auto* s = nat_sip.load()) s->refresh_nat();
+                                                        });
+            if (!stun->wait_first(3000))
+                PLOG_WARN("event=nat_stun_pending server={} (registering with the local address for now)",
+                          config.sip.stun_server);
+        }
+        PLOG_INFO("event=nat_config sip_external={} media_external={} stun={} local_networks={}",
+                  config.sip.external_address.empty() ? (stun ? "stun" : "rport") : config.sip.external_address,
+                  config.media.external_address.empty() ? "sip" : config.media.external_address,
+                  config.sip.stun_server.empty() ? "off" : config.sip.stun_server, nat->describe_local_networks());
+    }
+
     // Hang up calls (bounded), un-register and stop SIP, then free whatever is left.
     void shutdown() {
+        nat_sip = nullptr;
+        stun.reset();  // joined before the SIP stack it may poke goes away
         if (http) http->stop();
         if (ops) ops->set_server(nullptr);
         if (calls && sip) {
@@ -400,6 +433,7 @@ struct Runtime {
         http.reset();
         sip.reset();
         calls.reset();
+        nat.reset();
         handlers.reset();  // the conversation factory (and its observers' users) before the store
         conversation = nullptr;
         recorder.reset();  // closes and finalizes every recording

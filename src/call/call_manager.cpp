@@ -11,47 +11,14 @@
 #include <random>
 
 #include "common/log.h"
+#include "net/nat.h"
 
 namespace parley::call {
 namespace {
 
-// The local address the kernel would use to reach `remote` (no packet is sent): the right address to
-// advertise in SDP when we listen on 0.0.0.0 and the host has several interfaces.
-std::string route_source(const std::string& remote) {
-    sockaddr_storage ss{};
-    socklen_t len;
-    int family = remote.find(':') != std::string::npos ? AF_INET6 : AF_INET;
-    if (family == AF_INET) {
-        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-        a->sin_family = AF_INET;
-        a->sin_port = htons(9);
-        if (inet_pton(AF_INET, remote.c_str(), &a->sin_addr) != 1) return {};
-        len = sizeof *a;
-    } else {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(9);
-        if (inet_pton(AF_INET6, remote.c_str(), &a->sin6_addr) != 1) return {};
-        len = sizeof *a;
-    }
-    int fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return {};
-    std::string out;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0) {
-        sockaddr_storage local{};
-        socklen_t llen = sizeof local;
-        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) == 0) {
-            char buf[INET6_ADDRSTRLEN] = {};
-            if (family == AF_INET)
-                inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&local)->sin_addr, buf, sizeof buf);
-            else
-                inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr, buf, sizeof buf);
-            out = buf;
-        }
-    }
-    ::close(fd);
-    return out;
-}
+// The local address the kernel would use to reach a peer: the right address to advertise in SDP when we
+// listen on 0.0.0.0 and the host has several interfaces (shared with the SIP stack's NAT policy).
+using net::route_source;
 
 std::string offer_address(const std::string& body) {
     auto sd = sdp::parse(body);
@@ -274,7 +241,27 @@ sdp::LocalMedia CallManager::local_media(uint16_t port, const std::string& remot
         if (local.address.empty()) local.address = route_source("192.0.2.1");  // the default route's source
         if (local.address.empty()) local.address = "127.0.0.1";
     }
+    // NAT: a peer outside sip.local_networks gets the external media address (configured or discovered).
+    if (nat_ && !remote_hint.empty()) {
+        std::string ext = nat_->media_address_for(remote_hint);
+        if (!ext.empty()) local.address = ext;
+    }
     return local;
+}
+
+// One line per call that names every address its media depends on, so that one-way audio can be
+// diagnosed from the log alone: where we receive (local), what we told the peer (advertised), where we
+// send (peer, from its SDP; event=rtp_latched follows if RTP really comes from elsewhere).
+void CallManager::log_media_addresses(CallId id, const sdp::LocalMedia& local, const std::string& peer,
+                                      uint16_t peer_port) const {
+    std::string bound = config_.media.address.empty() ? "0.0.0.0" : config_.media.address;
+    std::string via = peer.empty() ? std::string() : route_source(peer);
+    const char* nat = "off";
+    if (nat_ && (peer.empty() || nat_->is_local(peer))) nat = "local_peer";
+    else if (nat_) nat = nat_->media_address_for(peer).empty() ? "no_external" : "external";
+    PLOG_INFO("event=call_media_addresses call={} local={}:{} local_route={} advertised={}:{} peer={}:{} nat={}",
+              id, bound, local.port, via.empty() ? "-" : via, local.address, local.port,
+              peer.empty() ? "-" : peer, peer_port, nat);
 }
 
 media::StreamParams CallManager::to_stream(const sdp::NegotiatedMedia& m) const {
@@ -363,7 +350,9 @@ void CallManager::handle_invite(const sip::InviteInfo& inv) {
     if (!sockets) return reject(503, "Service Unavailable", err);
 
     Pending pending;
-    pending.local = local_media(sockets->rtp_port(), inv.body.empty() ? std::string() : offer_address(inv.body));
+    std::string hint = inv.body.empty() ? std::string() : offer_address(inv.body);
+    if (hint.empty() || hint == "0.0.0.0") hint = inv.source_ip;  // delayed offer: the SIP peer
+    pending.local = local_media(sockets->rtp_port(), hint);
     if (!srtp_prepare(pending.local, config_, inv.line, inv.secure, &err)) return reject(500, "Server Error", err);
     if (!offer && pending.local.srtp == sdp::LocalMedia::Srtp::kRequired && !pending.local.srtp_keys_allowed)
         return reject(488, "Not Acceptable Here",
@@ -392,6 +381,8 @@ void CallManager::handle_invite(const sip::InviteInfo& inv) {
     PLOG_INFO("event=call_incoming call={} uid={} sip_call_id={} from={} to={} line={} local_port={}", id,
               call->info().uid, inv.call_id, inv.from, inv.to, inv.line.empty() ? "-" : inv.line, call->local_port());
     if (observer_) observer_->on_call_started(call->info());
+    log_media_addresses(id, pending.local, pending.media ? pending.media->remote_address : hint,
+                        pending.media ? pending.media->remote_port : 0);
     calls_.emplace(id, std::move(call));
     dialog_to_call_[inv.id] = id;
     pending_[id] = std::move(pending);
@@ -608,6 +599,7 @@ void CallManager::handle_answered(sip::DialogId dialog, const std::string& sdp_t
     auto sd = sdp::parse(sdp_text, &err);
     std::optional<sdp::NegotiatedMedia> m;
     if (sd) m = sdp::accept_answer(*sd, pit->second.local, &err);
+    if (m) log_media_addresses(call->id(), pit->second.local, m->remote_address, m->remote_port);
     pending_.erase(pit);
     call->set_state(CallState::kActive);
     call->info().answered = std::chrono::system_clock::now();

@@ -34,6 +34,9 @@
 namespace parley::media {
 class Recorder;
 }
+namespace parley::net {
+class NatAddresses;
+}
 
 namespace parley::call {
 
@@ -64,6 +67,10 @@ public:
     // Before attach(): record calls (see make_call) with this Recorder (not owned; it must outlive this
     // manager). nullptr (the default) = no recordings.
     void set_recorder(media::Recorder* recorder) { recorder_ = recorder; }
+    // Before attach(): the NAT policy (not owned; must outlive this manager). With it, SDP offered to a peer
+    // outside its local networks names the external media address, and each call logs
+    // event=call_media_addresses (local, advertised and peer addresses). nullptr = media.address as before.
+    void set_nat(const net::NatAddresses* nat) { nat_ = nat; }
 
     // Starts the control thread; events queued before this are processed now.
     void attach(sip::SipStack& sip);
@@ -133,6 +140,9 @@ private:
     HandlerFactory& handlers_;
     CallObserver* observer_;
     media::Recorder* recorder_ = nullptr;
+    const net::NatAddresses* nat_ = nullptr;
+    void log_media_addresses(CallId id, const sdp::LocalMedia& local, const std::string& peer,
+                             uint16_t peer_port) const;
     media::PortPool ports_;
     sip::SipStack* sip_ = nullptr;
 

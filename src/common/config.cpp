@@ -3,6 +3,8 @@
 
 #include <toml++/toml.h>
 
+#include <arpa/inet.h>
+
 #include <charconv>
 #include <cstdlib>
 #include <fmt/format.h>
@@ -221,6 +223,63 @@ bool split_host_port(const std::string& s, std::string& host, uint16_t& port) {
     return parse_port(p, port);
 }
 
+// ---- NAT keys (docs/nat.md) ----
+bool is_ip(const std::string& s) {
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+bool is_cidr(const std::string& s) {
+    auto slash = s.find('/');
+    std::string addr = s.substr(0, slash);
+    if (!is_ip(addr)) return false;
+    if (slash == std::string::npos) return true;
+    std::string bits = s.substr(slash + 1);
+    if (bits.empty() || bits.size() > 3 || bits.find_first_not_of("0123456789") != std::string::npos) return false;
+    return std::stoi(bits) <= (addr.find(':') != std::string::npos ? 128 : 32);
+}
+
+// A host name or an IP literal, as it may appear in a SIP URI / SDP.
+bool is_host(const std::string& s) {
+    if (s.empty() || s.size() > 253) return false;
+    if (is_ip(s)) return true;
+    return s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") ==
+               std::string::npos &&
+           s.front() != '-' && s.front() != '.';
+}
+
+void read_sip_nat(TableReader& r, SipConfig& sip) {
+    r.str("external_address", sip.external_address);
+    r.str_list("local_networks", sip.local_networks);
+    r.str("stun_server", sip.stun_server);
+    r.integer("stun_interval_s", sip.stun_interval_s, 0, 86400);
+}
+
+bool check_sip_nat(const SipConfig& sip, std::string& error) {
+    if (!sip.external_address.empty() && !is_host(sip.external_address)) {
+        error = fmt::format("sip.external_address: expected an IP address or host name (or \"\" to discover), "
+                            "got \"{}\"", sip.external_address);
+        return false;
+    }
+    for (auto& n : sip.local_networks) {
+        if (!is_cidr(n)) {
+            error = fmt::format("sip.local_networks: expected CIDRs like \"192.168.0.0/16\", got \"{}\"", n);
+            return false;
+        }
+    }
+    if (!sip.stun_server.empty()) {
+        std::string host = sip.stun_server;
+        uint16_t port = 0;
+        if (host.find(':') != std::string::npos && !split_host_port(sip.stun_server, host, port)) host.clear();
+        if (!is_host(host) || (sip.stun_server.find(':') != std::string::npos && port == 0)) {
+            error = fmt::format("sip.stun_server: expected \"host\" or \"host:port\" (IPv4), got \"{}\"",
+                                sip.stun_server);
+            return false;
+        }
+    }
+    return true;
+}
+
 // ---- SIP over TLS (sip.tls_* keys, [[line]] transport = "tls") -----------------------------------
 
 void read_sip_tls_keys(TableReader& r, SipTlsConfig& tls) {
@@ -300,9 +359,11 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         r.str("listen", listen);
         cfg.sip.listen_given = root["sip"]["listen"].node() != nullptr;
         r.str("user_agent", cfg.sip.user_agent);
+        read_sip_nat(r, cfg.sip);
         read_sip_tls_keys(r, cfg.sip.tls);
         r.reject_unknown();
         if (!r.ok()) return fail(error);
+        if (!check_sip_nat(cfg.sip, error)) return fail(error);
         if (!split_host_port(listen, cfg.sip.listen_host, cfg.sip.listen_port))
             return fail(fmt::format("sip.listen: expected \"host:port\", got \"{}\"", listen));
     }
@@ -316,6 +377,7 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         r.integer("jitter_ms", cfg.media.jitter_ms, 0, 1000);
         r.integer("timeout_s", cfg.media.timeout_s, 0, 3600);
         r.boolean("symmetric_rtp", cfg.media.symmetric_rtp);
+        r.str("external_address", cfg.media.external_address);
         // ---- SRTP (docs/srtp.md) ----
         r.str("srtp", cfg.media.srtp);
         r.boolean("srtp_insecure_signalling", cfg.media.srtp_insecure_signalling);
@@ -521,6 +583,7 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
             r.integer("expires", line.expires, 10, 86400);
             r.str("display_name", line.display_name);
             r.boolean("record", line.record);
+            r.integer("keepalive_s", line.keepalive_s, 0, 3600);
             r.str("srtp", line.srtp);  // SRTP (docs/srtp.md)
             r.reject_unknown();
             if (!r.ok()) return fail(error);
@@ -550,6 +613,9 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
     if (std::string tls_error = resolve_sip_tls(cfg); !tls_error.empty()) return fail(tls_error);
     if (cfg.media.address.empty())
         cfg.media.address = cfg.sip.listen_host == "0.0.0.0" ? "" : cfg.sip.listen_host;
+    if (!cfg.media.external_address.empty() && !is_ip(cfg.media.external_address))
+        return fail(fmt::format("media.external_address: expected an IP address (or \"\" = sip's external "
+                                "address), got \"{}\"", cfg.media.external_address));
     return cfg;
 }
 
@@ -558,6 +624,10 @@ std::string default_config_text() {
 [sip]
 listen = "0.0.0.0:5060"          # UDP and TCP, host:port
 user_agent = "Parley/0.1"
+external_address = ""            # NAT: address in Contact/Via for peers outside local_networks; "" = discover
+local_networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10"]  # peers here get the local address
+stun_server = ""                 # NAT: "host[:port]" of a STUN server to discover the external address; "" = off
+stun_interval_s = 60             # STUN again this often (0 = only at start)
 # SIP over TLS (docs/tls.md): used by [[line]]s with transport = "tls" or a sips: registrar.
 tls_listen = ""                  # host:port of the TLS listener; "" = when a line uses TLS (or tls_cert is
                                  # set): sip.listen's host, port + 1 (5061); "off" = no TLS
@@ -575,6 +645,7 @@ ptime = 20                       # ms per packet in our offers (we follow the ca
 jitter_ms = 60                   # jitter buffer target
 timeout_s = 30                   # no RTP for this long ends the call with BYE (0 = never)
 symmetric_rtp = true             # latch once onto the real source of RTP (NAT), logged
+external_address = ""            # NAT: SDP address for peers outside sip.local_networks; "" = sip's external one
 srtp = "off"                     # off | optional | required: SRTP with SDES keys (docs/srtp.md)
 srtp_insecure_signalling = false # allow SDES keys over signalling that is not TLS (they travel in clear)
 
@@ -671,6 +742,7 @@ level = "info"                   # trace | debug | info | warn | error
 # expires = 3600
 # display_name = ""
 # record = false                      # recordings of this line's calls ([recording])
+# keepalive_s = 15                    # OPTIONS to the registrar this often (keeps a NAT binding open); 0 = off
 # srtp = ""                           # off | optional | required; "" = media.srtp
 )";
 }

@@ -29,6 +29,13 @@ struct SipConfig {
     uint16_t listen_port = 5060;    // 0: any free port
     bool listen_given = false;      // listen was set in the file or with --set
     std::string user_agent = "Parley/0.1";
+    // NAT (docs/nat.md): the address peers outside local_networks see in Contact/Via; "" = discover it
+    // (stun_server, and the received/rport of REGISTER responses), or none when nothing is discovered.
+    std::string external_address;
+    std::vector<std::string> local_networks = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8",
+                                               "169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10"};
+    std::string stun_server;        // "host[:port]" (3478); "" = no STUN
+    int stun_interval_s = 60;       // STUN again this often (0 = only at start)
     SipTlsConfig tls;               // sip.tls_* keys: SIP over TLS (docs/tls.md)
 };
 
@@ -41,6 +48,7 @@ struct MediaConfig {
     int jitter_ms = 60;             // jitter buffer target
     int timeout_s = 30;             // no RTP for this long ends the call with BYE (0 = never)
     bool symmetric_rtp = true;      // latch once onto the real source address (NAT)
+    std::string external_address;   // SDP address for peers outside sip.local_networks; "" = sip's external
     // SRTP with SDES keys (docs/srtp.md)
     std::string srtp = "off";       // off | optional | required (a line's srtp overrides it)
     bool srtp_insecure_signalling = false;  // allow SDES keys over signalling that is not TLS
@@ -66,6 +74,7 @@ struct LineConfig {
     int expires = 3600;             // seconds
     std::string display_name;
     bool record = false;            // stereo WAV of every call on this line ([recording])
+    int keepalive_s = 15;           // OPTIONS to the registrar this often while registered (NAT); 0 = off
     std::string srtp;               // off | optional | required; "" = media.srtp (docs/srtp.md)
 };
 

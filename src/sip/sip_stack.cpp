@@ -9,6 +9,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <netdb.h>
+
+#include <sofia-sip/nta_tag.h>
 #include <sofia-sip/nua.h>
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/sip_header.h>
@@ -43,6 +46,7 @@
 #include <unordered_set>
 
 #include "common/log.h"
+#include "net/nat.h"
 #include "sip/sip_tls.h"
 #include "media/srtp.h"  // redact_sdes_keys: no SDES key in logged SIP messages
 
@@ -161,6 +165,7 @@ struct SipStack::Impl {
     std::vector<LineStatus> line_status;
     std::thread thread;
     std::atomic<bool> stopped{false};
+    std::vector<std::string> registrar_ips;  // NAT: per line, resolved by start() before the thread runs
 
     // ---- SIP thread only ----
     enum class DialogState { kIncoming, kOutgoing, kEstablished, kTerminated };
@@ -176,6 +181,7 @@ struct SipStack::Impl {
         std::string contact_user;  // user part for our Contact (the line's user, or the Request-URI user)
         std::string tls_contact;   // our Contact for a sip:...;transport=tls INVITE over TLS (answer_contact)
         std::string local_uri;     // our side of the dialog (To of an incoming INVITE, From of ours): Referred-By
+        std::string contact;       // NAT: explicit Contact for this dialog, "" = NUA's own
         int final_status = 0;
         std::string final_phrase;
     };
@@ -187,6 +193,14 @@ struct SipStack::Impl {
         bool auth_pending = false;
         bool unregistering = false;
         int backoff_ms = 1000;
+        // NAT (see SipStackOptions::nat)
+        std::string registrar_ip;       // resolved once at start (the SIP thread never resolves)
+        std::string contact;            // the explicit Contact of our REGISTER, "" = NUA's own
+        bool nat_reregister = false;    // un-REGISTERing the stale Contact, then REGISTER the new one
+        int nat_reregisters = 0;        // in a row (bounded)
+        nua_handle_t* ka_nh = nullptr;  // OPTIONS keep-alives
+        su_timer_t* ka_timer = nullptr;
+        bool ka_failing = false;
         su_timer_t* tls_watch = nullptr;  // SIP over TLS: fails a REGISTER whose connection sofia refused
         std::chrono::steady_clock::time_point attempt_at;
     };
@@ -273,6 +287,7 @@ struct SipStack::Impl {
                                                         ? "[" + options.listen_host + "]"
                                                         : options.listen_host,
                                       options.listen_port ? std::to_string(options.listen_port) : "*");
+        url = nat_listen_url(url);
         // SIP over TLS: a sips: listener with the certificate directory; outgoing connections verify the
         // peer's chain (cafile.pem) and that its certificate names the host we connect to.
         std::string sips_url, cert_dir;
@@ -294,7 +309,9 @@ struct SipStack::Impl {
                          NUTAG_AUTOANSWER(0), NUTAG_AUTOACK(1), NUTAG_ENABLEINVITE(1),
                          NUTAG_ALLOW("INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY, REFER, UPDATE"),
                          NUTAG_OUTBOUND("no-options-keepalive, no-validate, no-natify"),
-                         NUTAG_SESSION_TIMER(0), TAG_END());
+                         NUTAG_SESSION_TIMER(0),
+                         TAG_IF(options.nat != nullptr, NTATAG_CLIENT_RPORT(1)),  // RFC 3581: see nat_*
+                         TAG_END());
         if (!nua) {
             *error = use_tls ? fmt::format("cannot listen on {} (UDP and TCP) and {} (TLS): address in use, not "
                                        "local, or the TLS files in {} are not usable (see the sofia_log lines)",
@@ -308,6 +325,8 @@ struct SipStack::Impl {
             l->cfg = options.lines[i];
             l->index = i;
             l->retry = su_timer_create(su_root_task(root), 0);
+            l->ka_timer = su_timer_create(su_root_task(root), 0);
+            l->registrar_ip = registrar_ips.size() > i ? registrar_ips[i] : std::string();
             if (l->cfg.transport == "tls") l->tls_watch = su_timer_create(su_root_task(root), 0);
             lines.push_back(std::move(l));
         }
@@ -352,7 +371,14 @@ struct SipStack::Impl {
         publish_line(l, LineState::kRegistering, 0, "", -1);
         PLOG_INFO("event=line_registering line={} registrar={} aor={} transport={}", l.cfg.name, l.cfg.registrar,
                   aor, l.cfg.transport);
-        nua_register(l.nh, NUTAG_REGISTRAR(registrar.c_str()), NUTAG_M_USERNAME(l.cfg.user.c_str()),
+        l.contact = nat_contact(l.registrar_ip.empty() ? host_of(l.cfg.registrar) : l.registrar_ip, l.cfg.name,
+                                l.cfg.user, l.cfg.transport);
+        if (!l.contact.empty())
+            PLOG_INFO("event=nat_contact line={} registrar={} contact=\"{}\"", l.cfg.name, l.cfg.registrar,
+                      l.contact);
+        nua_register(l.nh, NUTAG_REGISTRAR(registrar.c_str()),
+                     TAG_IF(l.contact.empty(), NUTAG_M_USERNAME(l.cfg.user.c_str())),
+                     TAG_IF(!l.contact.empty(), SIPTAG_CONTACT_STR(l.contact.c_str())),
                      SIPTAG_EXPIRES_STR(expires.c_str()), TAG_END());
     }
 
@@ -435,8 +461,11 @@ struct SipStack::Impl {
             else if (sip && sip->sip_expires)
                 expires = static_cast<int>(sip->sip_expires->ex_delta);
             if (l.tls_watch) su_timer_reset(l.tls_watch);
-            PLOG_INFO("event=line_registered line={} status={} expires={}", l.cfg.name, status, expires);
+            if (nat_check_register_response(l, sip)) return;  // re-registering with the address seen
+            PLOG_INFO("event=line_registered line={} status={} expires={} contact=\"{}\"", l.cfg.name, status,
+                      expires, l.contact.empty() ? "local" : l.contact);
             publish_line(l, LineState::kRegistered, status, phrase, expires);
+            start_keepalive(l);
             return;
         }
         l.auth_pending = false;
@@ -456,6 +485,17 @@ struct SipStack::Impl {
 
     void on_unregister_response(Line& l, int status, const char* phrase, const sip_t* sip) {
         if (status < 200) return;
+        if (l.nat_reregister && !l.unregistering) {
+            if ((status == 401 || status == 407) && !l.auth_pending) {
+                l.auth_pending = true;
+                if (authenticate(l.nh, sip, l.cfg)) return;
+            }
+            // Whatever the answer (the stale binding expires anyway), register the new Contact.
+            l.nat_reregister = false;
+            PLOG_INFO("event=nat_stale_contact_removed line={} status={}", l.cfg.name, status);
+            if (!shutting_down) register_line(l);
+            return;
+        }
         if (!l.unregistering) {
             // NUA un-REGISTERs by itself after a failed refresh; the line is in its retry cycle, and its
             // state (failed, retrying) has been published already.
@@ -498,6 +538,10 @@ struct SipStack::Impl {
                 return;
             case nua_r_unregister:
                 if (line) on_unregister_response(*line, status, phrase, sip);
+                return;
+            case nua_r_options:
+                for (auto& l : lines)
+                    if (nh && l->ka_nh == nh) on_keepalive_response(*l, status, phrase);
                 return;
             case nua_r_shutdown:
                 if (status >= 200) su_root_break(root);
@@ -615,6 +659,9 @@ struct SipStack::Impl {
             }
             if (sip->sip_to) info.to = url_str(sip->sip_to->a_url);
             d.local_uri = info.to;
+            if (sip->sip_via)
+                info.source_ip = sip->sip_via->v_received ? sip->sip_via->v_received
+                                                         : (sip->sip_via->v_host ? sip->sip_via->v_host : "");
             if (sip->sip_request && sip->sip_request->rq_url->url_user) {
                 std::string user = sip->sip_request->rq_url->url_user;
                 for (auto& l : lines)
@@ -633,6 +680,7 @@ struct SipStack::Impl {
         if (info.secure && sip->sip_request)
             d.tls_contact = tls::answer_contact(d.contact_user, url_str(sip->sip_request->rq_url));
         d.offer_in_answer = info.body.empty();
+        d.contact = nat_contact(info.source_ip, d.line, d.contact_user, via_transport(sip));
         dialogs.emplace(d.id, std::move(owned));
         events.on_invite(info);
     }
@@ -709,6 +757,165 @@ struct SipStack::Impl {
         events.on_terminated(d.id, cause, st, ph);
     }
 
+    // ---- NAT (docs/nat.md) ------------------------------------------------------------------------
+    // The Contact to send to `peer` (an IP, or a host name = outside local networks) for `line`, or "" to
+    // let NUA use its own (local) Contact: no NAT handling, a peer in local_networks, or no external
+    // address known yet.
+    std::string nat_contact(const std::string& peer, const std::string& line, const std::string& user,
+                            const std::string& transport) const {
+        if (!options.nat || peer.empty()) return {};
+        uint16_t port = options.listen_port ? options.listen_port : 5060;
+        auto addr = options.nat->sip_address_for(peer, line, port);
+        // SIP over TLS: the Contact names our TLS listener (its port, ;transport=tls: sips: would break peers
+        // without sips: support, such as baresip 1.0, and RFC 3261 12.1.1 does not ask for it unless the
+        // request was sips:). An rport mapping is of the UDP
+        // flow and says nothing of a TLS port, so only the external IP is used: inbound TLS through NAT
+        // needs the listener's port forwarded (or 1:1 NAT); docs/nat.md.
+        const bool tls = transport == "tls";
+        if (tls) {
+            port = options.tls.listen_port ? options.tls.listen_port : 5061;
+            if (addr) addr->second = port;
+        }
+        if (!addr) {
+            // A local peer while an external address is in use: NUA would reuse a line's (external)
+            // registration Contact for this dialog too, so name the local address explicitly.
+            if (!options.nat->is_local(peer) || !options.nat->any_external()) return {};
+            std::string local = options.listen_host != "0.0.0.0" && options.listen_host != "::"
+                                    ? options.listen_host
+                                    : net::route_source(peer);
+            if (local.empty()) return {};
+            addr = std::make_pair(local, port);
+        }
+        std::string host = addr->first.find(':') != std::string::npos ? "[" + addr->first + "]" : addr->first;
+        return fmt::format("<sip:{}{}{}:{}{}>", user, user.empty() ? "" : "@", host, addr->second,
+                           transport.empty() || transport == "udp" ? "" : ";transport=" + transport);
+    }
+
+    // A configured external address goes into Via too (Asterisk's external_signaling_address): sofia binds
+    // the maddr= address of its URL and advertises the host part ("sip:EXT:port;maddr=LOCAL", as
+    // FreeSWITCH's ext-sip-ip does). Discovered addresses cannot: the transport is bound once, at start.
+    std::string nat_listen_url(const std::string& url) const {
+        if (!options.nat || !options.nat->configured() || options.listen_port == 0) return url;
+        std::string ext = options.nat->external_sip_ip();
+        std::string bind = options.listen_host.find(':') != std::string::npos ? "[" + options.listen_host + "]"
+                                                                               : options.listen_host;
+        if (ext.find(':') != std::string::npos) ext = "[" + ext + "]";
+        return fmt::format("sip:{}:{};maddr={}", ext, options.listen_port, bind);
+    }
+
+    // "udp", "tcp", ... of a request's top Via ("SIP/2.0/TCP"), or of a URI's transport= parameter.
+    static std::string via_transport(const sip_t* sip) {
+        if (!sip || !sip->sip_via || !sip->sip_via->v_protocol) return "udp";
+        std::string p = sip->sip_via->v_protocol;
+        p = p.substr(p.rfind('/') + 1);
+        for (auto& c : p) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return p;
+    }
+    static std::string uri_transport(const std::string& uri) {
+        auto pos = uri.find("transport=");
+        if (pos == std::string::npos) return "udp";
+        std::string t = uri.substr(pos + 10, uri.find_first_of(";>?", pos + 10) - pos - 10);
+        for (auto& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return t;
+    }
+
+    // RFC 3581: the registrar's view of our address is the received/rport of our Via in its response. When
+    // it is not what our Contact says (and the registrar is outside local_networks, and no external address
+    // is configured), remember it for this line, un-REGISTER the stale Contact and REGISTER the right one.
+    // true when that re-registration has started. Bounded: only when the address changed.
+    bool nat_check_register_response(Line& l, const sip_t* sip) {
+        if (!options.nat || options.nat->configured() || !sip || !sip->sip_via) return false;
+        std::string peer = l.registrar_ip.empty() ? host_of(l.cfg.registrar) : l.registrar_ip;
+        if (options.nat->is_local(peer)) return false;
+        const sip_via_t* v = sip->sip_via;
+        if (!v->v_received && !(v->v_rport && *v->v_rport)) return false;
+        std::string ip = v->v_received ? v->v_received : (v->v_host ? v->v_host : "");
+        int port = v->v_rport && *v->v_rport ? std::atoi(v->v_rport) : (v->v_port ? std::atoi(v->v_port) : 5060);
+        if (ip.empty() || port <= 0 || port > 65535) return false;
+        std::string via_host = v->v_host ? v->v_host : "";
+        int via_port = v->v_port ? std::atoi(v->v_port) : 5060;
+        if (ip == via_host && port == via_port) return false;  // no NAT between us and the registrar
+        std::string seen = fmt::format("{}:{}", ip.find(':') != std::string::npos ? "[" + ip + "]" : ip, port);
+        std::string local = fmt::format("{}:{}", via_host, via_port);
+        options.nat->set_rport_mapped(l.cfg.name, ip, static_cast<uint16_t>(port));
+        if (l.contact.find("@" + seen + ">") != std::string::npos ||
+            l.contact.find("@" + seen + ";") != std::string::npos) {
+            l.nat_reregisters = 0;
+            return false;  // our Contact already says what the registrar sees
+        }
+        if (++l.nat_reregisters > 3) return false;  // the mapping keeps changing: keep what we have
+        std::string advertised = l.contact.empty() ? local : l.contact;
+        PLOG_INFO("event=nat_rport_mapped line={} registrar={} local={} external={} advertised=\"{}\"", l.cfg.name,
+                  l.cfg.registrar, local, seen, advertised);
+        l.nat_reregister = true;
+        l.auth_pending = false;
+        nua_unregister(l.nh, TAG_END());
+        return true;
+    }
+
+    void do_refresh_nat() {
+        if (!options.nat || shutting_down) return;
+        for (auto& l : lines) {
+            bool registered;
+            {
+                std::lock_guard lk(lines_mu);
+                registered = line_status[l->index].state == LineState::kRegistered;
+            }
+            if (!registered || l->nat_reregister) continue;
+            std::string now = nat_contact(l->registrar_ip.empty() ? host_of(l->cfg.registrar) : l->registrar_ip,
+                                          l->cfg.name, l->cfg.user, l->cfg.transport);
+            if (now == l->contact) continue;
+            PLOG_INFO("event=nat_contact_changed line={} old=\"{}\" new=\"{}\"", l->cfg.name,
+                      l->contact.empty() ? "local" : l->contact, now.empty() ? "local" : now);
+            l->nat_reregister = true;
+            l->auth_pending = false;
+            nua_unregister(l->nh, TAG_END());
+        }
+    }
+
+    void start_keepalive(Line& l) {
+        if (l.cfg.keepalive_s <= 0 || !l.ka_timer) return;
+        if (!l.ka_nh) {
+            std::string domain = l.cfg.domain.empty() ? host_of(l.cfg.registrar) : l.cfg.domain;
+            std::string aor = fmt::format("sip:{}@{}", l.cfg.user, domain);
+            l.ka_nh = nua_handle(nua, nullptr, SIPTAG_TO_STR(aor.c_str()), SIPTAG_FROM_STR(aor.c_str()), TAG_END());
+            PLOG_INFO("event=line_keepalive line={} method=OPTIONS interval_s={} target={}", l.cfg.name,
+                      l.cfg.keepalive_s, l.cfg.registrar);
+        }
+        su_timer_reset(l.ka_timer);
+        su_timer_set_interval(l.ka_timer, &Impl::on_keepalive_timer, reinterpret_cast<su_timer_arg_t*>(&l),
+                              l.cfg.keepalive_s * 1000);
+    }
+
+    static void on_keepalive_timer(su_root_magic_t* magic, su_timer_t*, su_timer_arg_t* arg) {
+        auto* self = reinterpret_cast<Impl*>(magic);
+        auto& l = *reinterpret_cast<Line*>(arg);
+        if (self->shutting_down || !l.ka_nh) return;
+        bool registered;
+        {
+            std::lock_guard lk(self->lines_mu);
+            registered = self->line_status[l.index].state == LineState::kRegistered;
+        }
+        if (registered) {
+            std::string target = l.cfg.registrar;
+            if (l.cfg.transport == "tcp" && target.find("transport=") == std::string::npos) target += ";transport=tcp";
+            nua_options(l.ka_nh, NUTAG_URL(target.c_str()),
+                        TAG_IF(!l.contact.empty(), SIPTAG_CONTACT_STR(l.contact.c_str())), TAG_END());
+        }
+        su_timer_set_interval(l.ka_timer, &Impl::on_keepalive_timer, arg, l.cfg.keepalive_s * 1000);
+    }
+
+    // Any response means the path (and the NAT binding) is alive; 408/503 from sofia itself mean no answer.
+    void on_keepalive_response(Line& l, int status, const char* phrase) {
+        if (status < 200) return;
+        bool dead = status == 408 || status == 503;
+        if (dead && !l.ka_failing)
+            PLOG_WARN("event=line_keepalive_failed line={} status={} phrase=\"{}\"", l.cfg.name, status,
+                      phrase ? phrase : "");
+        if (!dead && l.ka_failing) PLOG_INFO("event=line_keepalive_ok line={} status={}", l.cfg.name, status);
+        l.ka_failing = dead;
+    }
+
     // ---- commands (run on the SIP thread) ----
     void do_respond(DialogId id, int status, const std::string& phrase, const std::string& sdp) {
         Dialog* d = dialog(id);
@@ -718,8 +925,11 @@ struct SipStack::Impl {
         // The Contact of our answer names the line that was called (NUA would otherwise reuse the user
         // of whichever line registered last).
         nua_respond(d->nh, status, intern_phrase(phrase),
-                    TAG_IF(!d->contact_user.empty(), NUTAG_M_USERNAME(d->contact_user.c_str())),
-                    TAG_IF(!d->tls_contact.empty(), SIPTAG_CONTACT_STR(d->tls_contact.c_str())),
+                    // Contact: NAT's (an external peer) wins; else, over TLS, the sip:...;transport=tls one.
+                    TAG_IF(d->contact.empty() && d->tls_contact.empty() && !d->contact_user.empty(),
+                           NUTAG_M_USERNAME(d->contact_user.c_str())),
+                    TAG_IF(!d->contact.empty(), SIPTAG_CONTACT_STR(d->contact.c_str())),
+                    TAG_IF(d->contact.empty() && !d->tls_contact.empty(), SIPTAG_CONTACT_STR(d->tls_contact.c_str())),
                     TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                     TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())), TAG_END());
     }
@@ -795,8 +1005,11 @@ struct SipStack::Impl {
             events.on_terminated(id, EndCause::kFailed, 400, "Bad target URI");
             return;
         }
+        d.contact = nat_contact(host_of(uri), line_name.empty() && l ? l->cfg.name : line_name,
+                                l ? l->cfg.user : std::string(), uri_transport(uri));
         nua_invite(d.nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp.c_str()),
-                   TAG_IF(l != nullptr, NUTAG_M_USERNAME(l ? l->cfg.user.c_str() : "")), TAG_END());
+                   TAG_IF(l != nullptr && d.contact.empty(), NUTAG_M_USERNAME(l ? l->cfg.user.c_str() : "")),
+                   TAG_IF(!d.contact.empty(), SIPTAG_CONTACT_STR(d.contact.c_str())), TAG_END());
     }
 
     void do_refer(DialogId id, const std::string& target) {
@@ -825,6 +1038,7 @@ struct SipStack::Impl {
         shutting_down = true;
         for (auto& l : lines) {
             su_timer_reset(l->retry);
+            su_timer_reset(l->ka_timer);
             bool registered;
             {
                 std::lock_guard lk(lines_mu);
@@ -891,6 +1105,8 @@ struct SipStack::Impl {
         for (auto& l : lines) {
             if (l->retry) su_timer_destroy(l->retry);
             l->retry = nullptr;
+            if (l->ka_timer) su_timer_destroy(l->ka_timer);
+            l->ka_timer = nullptr;
             if (l->tls_watch) su_timer_destroy(l->tls_watch);
             l->tls_watch = nullptr;
         }
@@ -932,6 +1148,23 @@ std::unique_ptr<SipStack> SipStack::start(const SipStackOptions& options, SipEve
         return nullptr;
     }
     impl->line_status.resize(options.lines.size());
+    if (options.nat) {  // NAT policy needs registrar IPs; resolved here, once, never on the SIP thread
+        for (auto& l : options.lines) {
+            std::string host = host_of(l.registrar);
+            if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+            std::string ip;
+            addrinfo hints{};
+            hints.ai_socktype = SOCK_DGRAM;
+            addrinfo* res = nullptr;
+            if (::getaddrinfo(host.c_str(), nullptr, &hints, &res) == 0 && res) {
+                char buf[NI_MAXHOST];
+                if (::getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST) == 0)
+                    ip = buf;
+                ::freeaddrinfo(res);
+            }
+            impl->registrar_ips.push_back(ip);
+        }
+    }
     for (size_t i = 0; i < options.lines.size(); ++i) impl->line_status[i].name = options.lines[i].name;
 
     std::promise<std::string> started;
@@ -993,6 +1226,11 @@ void SipStack::send_info_dtmf(DialogId id, char digit) {
 void SipStack::refer(DialogId id, const std::string& target) {
     Impl* impl = impl_.get();
     impl->post([impl, id, target] { impl->do_refer(id, target); });
+}
+
+void SipStack::refresh_nat() {
+    Impl* impl = impl_.get();
+    impl->post([impl] { impl->do_refresh_nat(); });
 }
 
 bool SipStack::invite_secure(const std::string& uri, const std::string& line) const {

@@ -23,6 +23,10 @@
 
 #include "common/config.h"
 
+namespace parley::net {
+class NatAddresses;
+}
+
 namespace parley::sip {
 
 using DialogId = uint64_t;
@@ -36,6 +40,7 @@ struct InviteInfo {
     std::string line;          // name of the [[line]] it arrived on (matched by Request-URI user), or ""
     std::string content_type;  // of the body, "" when none
     std::string body;          // the SDP offer, "" when none (delayed offer)
+    std::string source_ip;     // where the INVITE came from (top Via received=, else its host): NAT policy
     bool secure = false;       // arrived over TLS (sips: or transport=tls): SDES keys may be exchanged
 };
 
@@ -101,6 +106,13 @@ struct SipStackOptions {
     std::string user_agent = "Parley";
     std::vector<LineConfig> lines;
     int unregister_timeout_ms = 3000;  // stop() waits at most this long for un-REGISTERs
+    // NAT (docs/nat.md). Not owned; must outlive the stack. nullptr = no NAT handling (Contact is NUA's).
+    // With it: Via carries ;rport (RFC 3581); peers outside its local networks get a Contact with the
+    // external address; a REGISTER response whose Via received/rport differs from what we advertised
+    // records that address (NatAddresses::set_rport_mapped) and the line is re-registered with it (the old
+    // binding removed first). Each line with keepalive_s > 0 sends OPTIONS to its registrar that often while
+    // registered, which keeps the NAT binding (and so inbound calls) alive.
+    net::NatAddresses* nat = nullptr;
     // SIP over TLS (docs/tls.md). When tls.enabled(): a TLS listener on tls.listen_host:listen_port, lines
     // with transport "tls" register (and call) over TLS only, the peer's certificate is verified against
     // tls.ca_file and must name the host of the URI (sofia-sip: CN or DNS subjectAltName, exact match).
@@ -108,6 +120,7 @@ struct SipStackOptions {
     // with backoff; it never falls back to UDP or TCP.
     SipTlsConfig tls;
 };
+
 
 class SipStack {
 public:
@@ -132,6 +145,9 @@ public:
     // on_refer_result(id, 481).
     void refer(DialogId id, const std::string& target);
 
+    // NAT: the external address changed (a new STUN answer): lines whose Contact would now differ are
+    // re-registered (stale Contact un-registered first). Thread-safe, returns at once.
+    void refresh_nat();
     // Whether invite(uri, ..., line) sends its INVITE over TLS: `uri` is sips: or has transport=tls, or the
     // line (the first line when `line` is "", as invite() chooses) has transport "tls" — invite() then
     // forces TLS for that call (adds transport=tls to a plain sip: URI, refuses an explicit udp/tcp one).

@@ -264,6 +264,8 @@ class Parley:
         cmd = [str(self.t.parley_bin), "run", "--config", str(self.config_path)]
         for s in self.sets:
             cmd += ["--set", s]
+        if getattr(self, "netns", None):  # inside a network namespace of the test (see Netns)
+            cmd = ["ip", "netns", "exec", self.netns] + cmd
         log(f"starting {' '.join(cmd)}")
         self._logf = open(self.log_path, "ab")
         self.proc = self.t.spawn(cmd, stdout=self._logf, stderr=subprocess.STDOUT, name=self.name,
@@ -416,9 +418,10 @@ class Capture:
         self.err_path = t.dir / f"{name}.tshark.log"
         self.name = name
         self.proc = None
+        self.iface, self.prefix = "lo", []  # Netns.capture: another interface, inside a namespace
 
     def start(self, timeout: float = 15.0):
-        cmd = ["tshark", "-i", "lo", "-f", self.bpf, "-w", str(self.path), "-F", "pcap", "-q"]
+        cmd = self.prefix + ["tshark", "-i", self.iface, "-f", self.bpf, "-w", str(self.path), "-F", "pcap", "-q"]
         self._err = open(self.err_path, "wb")
         self.proc = self.t.spawn(cmd, stdout=subprocess.DEVNULL, stderr=self._err, name=self.name)
 
@@ -428,7 +431,7 @@ class Capture:
             return "Capturing on" in self.err_path.read_text(errors="replace")
         wait_until(capturing, timeout, what="tshark to start capturing")
         time.sleep(0.5)  # dumpcap has the socket open before it prints, but be safe
-        log(f"tshark capturing on lo: {self.bpf}")
+        log(f"tshark capturing on {self.iface}: {self.bpf}")
         return self
 
     def stop(self, timeout: float = 15.0) -> list["Udp"]:
@@ -1576,3 +1579,79 @@ class OpenAIDouble:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Network namespaces (NAT topologies, docs/nat.md): addresses that exist only inside namespaces the test
+# creates; every namespace is deleted at the end of the test, on failure and at interpreter exit too.
+
+class Netns:
+    """Namespaces named <prefix>-<short>, prefix unique per test process (pid), so a leftover from a killed
+    run never blocks the next one. add() creates one with lo up; veth() joins two; ex() runs a command in
+    one (bounded); delete() kills what runs in them and deletes them (idempotent, also via atexit)."""
+
+    def __init__(self, t: "Test", tag: str = "nat"):
+        import atexit
+        self.t = t
+        self.prefix = f"pt{os.getpid()}{tag}"
+        self.names: list[str] = []
+        t.on_cleanup(self.delete)
+        atexit.register(self.delete)
+
+    def add(self, short: str) -> str:
+        name = f"{self.prefix}-{short}"
+        self.t.run_cmd(["ip", "netns", "add", name], timeout=10)
+        self.names.append(name)
+        self.ex(name, "ip", "link", "set", "lo", "up")
+        return name
+
+    def ex(self, ns: str, *cmd, timeout: float = 10.0) -> subprocess.CompletedProcess:
+        return self.t.run_cmd(["ip", "netns", "exec", ns, *cmd], timeout=timeout)
+
+    def veth(self, ns1: str, if1: str, addr1: str | None, ns2: str, if2: str, addr2: str | None):
+        """A veth pair created directly inside the two namespaces (names never clash with the host's)."""
+        self.t.run_cmd(["ip", "link", "add", if1, "netns", ns1, "type", "veth", "peer", "name", if2, "netns", ns2])
+        for ns, ifn, addr in ((ns1, if1, addr1), (ns2, if2, addr2)):
+            if addr:
+                self.ex(ns, "ip", "addr", "add", addr, "dev", ifn)
+            self.ex(ns, "ip", "link", "set", ifn, "up")
+
+    def spawn(self, ns: str, cmd: list, name: str, **kw) -> subprocess.Popen:
+        return self.t.spawn(["ip", "netns", "exec", ns, *cmd], name=name, **kw)
+
+    def capture(self, ns: str, iface: str, bpf: str, name: str) -> Capture:
+        c = Capture(self.t, bpf, name)
+        c.iface, c.prefix = iface, ["ip", "netns", "exec", ns]
+        return c.start()
+
+    def sipp_start(self, ns: str, ip: str, port: int, scenario: str, target: str | None, *, name: str,
+                   timeout: float = 20.0, duration_ms: int | None = None, service: str | None = None,
+                   calls: int = 1, media_port: int = 16000) -> Sipp:
+        """sipp inside `ns` on ip:port (see Test.sipp_start for the traced files)."""
+        sc = Path(scenario) if os.sep in scenario else SCENARIOS / scenario
+        files = {k: self.t.dir / f"{name}.{ext}" for k, ext in
+                 (("stat", "stat.csv"), ("err", "errors.log"), ("msg", "messages.log"), ("out", "out.log"))}
+        cmd = ["ip", "netns", "exec", ns, "sipp"] + ([target] if target else []) + [
+            "-sf", str(sc), "-i", ip, "-mi", ip, "-p", str(port), "-mp", str(media_port), "-m", str(calls),
+            "-l", "1", "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
+            "-trace_stat", "-stf", str(files["stat"]), "-fd", "1", "-trace_err", "-error_file", str(files["err"]),
+            "-trace_msg", "-message_file", str(files["msg"])]
+        if duration_ms is not None:
+            cmd += ["-d", str(duration_ms)]
+        if service:
+            cmd += ["-s", service]
+        log(f"{name}: {' '.join(cmd)}")
+        return Sipp(self.t, cmd, name, timeout, files)
+
+    def delete(self):
+        for ns in reversed(self.names):
+            r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, timeout=10)
+            for pid in r.stdout.decode().split():  # only processes inside our own namespace
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+        if self.names:
+            log(f"namespaces deleted: {' '.join(self.names)}")
+        self.names = []
