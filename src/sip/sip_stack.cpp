@@ -768,9 +768,8 @@ struct SipStack::Impl {
         auto addr = options.nat->sip_address_for(peer, line, port);
         // SIP over TLS: the Contact names our TLS listener (its port, ;transport=tls: sips: would break peers
         // without sips: support, such as baresip 1.0, and RFC 3261 12.1.1 does not ask for it unless the
-        // request was sips:). An rport mapping is of the UDP
-        // flow and says nothing of a TLS port, so only the external IP is used: inbound TLS through NAT
-        // needs the listener's port forwarded (or 1:1 NAT); docs/nat.md.
+        // request was sips:). An rport mapping is of the UDP flow and says nothing of a TLS port, so only the
+        // external IP is used: inbound TLS through NAT needs the listener's port forwarded (or 1:1 NAT).
         const bool tls = transport == "tls";
         if (tls) {
             port = options.tls.listen_port ? options.tls.listen_port : 5061;
