@@ -16,19 +16,16 @@ client certificate is the configured tls_cert):
     and no SIP in clear from or to Parley: the only clear-text SIP is SIPp <-> Kamailio over UDP.
 """
 import re
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (Test, TestFailure, _l3_offset, _tcp_free, check, free_port, log,  # noqa: E402
+from parleytest import (SIP_START, Test, TestFailure, _tcp_free, check, free_port, log, read_pcap_l4,  # noqa: E402
                         md5hex, rtp_streams, stream_speech_packets, tail, wait_until)
 
 USER, PASSWORD, DOMAIN = "1001", "secret", "127.0.0.1"
-SIP_START = re.compile(rb"^(INVITE|ACK|BYE|CANCEL|REGISTER|OPTIONS|INFO|NOTIFY|REFER|UPDATE|PRACK|SUBSCRIBE|"
-                       rb"MESSAGE|PUBLISH) [^ ]+ SIP/2\.0\r\n|^SIP/2\.0 \d{3} ")
 
 KAMAILIO_TLS_CFG = """#!KAMAILIO
 # Parley TLS test registrar: digest REGISTER over TLS (db_text), location lookup, relay (UDP in, TLS out).
@@ -208,39 +205,6 @@ def start_kamailio(t: Test, pki: Path, udp: int, good: int, unknown_ca: int, wro
     time.sleep(0.5)  # workers fork after the sockets are bound
     log(f"kamailio up: udp {udp}, tls good {good} unknown_ca {unknown_ca} wrong_name {wrong_name}")
     return proc, log_path
-
-
-def read_pcap_l4(path) -> list[tuple[float, str, int, int, bytes]]:
-    """(ts, proto 'udp'|'tcp', sport, dport, payload) of the IPv4 UDP/TCP packets of a classic pcap."""
-    data = Path(path).read_bytes()
-    check(len(data) >= 24, f"{path}: not a complete capture")
-    magic = data[:4]
-    check(magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"), f"{path}: expected a little-endian classic pcap")
-    nano = magic == b"\x4d\x3c\xb2\xa1"
-    linktype = struct.unpack("<I", data[20:24])[0] & 0x0FFFFFFF
-    out, pos = [], 24
-    while pos + 16 <= len(data):
-        sec, frac, incl, _ = struct.unpack("<IIII", data[pos:pos + 16])
-        pos += 16
-        frame = data[pos:pos + incl]
-        pos += incl
-        off = _l3_offset(linktype, frame)
-        if off is None or len(frame) < off + 20 or frame[off] >> 4 != 4:
-            continue
-        ihl = (frame[off] & 15) * 4
-        total = struct.unpack("!H", frame[off + 2:off + 4])[0]
-        proto = frame[off + 9]
-        l4 = off + ihl
-        end = min(len(frame), off + total)
-        ts = sec + frac / (1e9 if nano else 1e6)
-        if proto == 17:
-            sport, dport = struct.unpack("!HH", frame[l4:l4 + 4])
-            out.append((ts, "udp", sport, dport, bytes(frame[l4 + 8:end])))
-        elif proto == 6:
-            sport, dport = struct.unpack("!HH", frame[l4:l4 + 4])
-            doff = (frame[l4 + 12] >> 4) * 4
-            out.append((ts, "tcp", sport, dport, bytes(frame[l4 + doff:end])))
-    return out
 
 
 def main(t: Test):
