@@ -829,12 +829,21 @@ TURN_TIMES = ("eot_ms", "stt_final_ms", "stt_compute_ms", "llm_first_token_ms", 
               "tts_first_audio_ms", "tts_compute_ms", "first_rtp_ms", "v2v_ms", "overhead_ms")
 
 
+BABBLE_STT = {"fit_window": False}  # see conversation_sections
+
+
 def conversation_sections(max_tokens: int = 16, agent: dict | None = None, llm: dict | None = None,
                           stt: dict | None = None, tts: dict | None = None, call: dict | None = None) -> dict:
     """Config sections for the conversation handler with the random-weight test models (transcripts and
     replies are nonsense; speech detection, timing, TTS audio and barge-in are real). Greedy LLM (temperature
     0, fixed seed) so that the same input gives the same reply; `max_tokens` small because espeak reads the
-    babble out slowly."""
+    babble out slowly.
+
+    The babble's length depends on the transcript: tests whose timeline needs the reply to end well inside
+    the call (or a word to be heard before a barge-in) pass `stt=BABBLE_STT`, whisper's full 30 s window,
+    with which the tiny random whisper writes one word ("abilities") and the random LLM a short reply. With
+    the fitted window (stt.fit_window, the default that the other conversation tests run) it writes ten
+    words, and the LLM answers with 16 tokens of Thai script that espeak-ng spells out for 11 s."""
     for f in (TEST_STT_MODEL, TEST_VAD_MODEL, TEST_LLM_MODEL):
         check(f.is_file(), f"missing test model {f} (build the project first: the test models are generated)")
     return {

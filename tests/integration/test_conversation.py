@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (Test, call_flows, check, flow_streams, packet_levels, sound_segments,  # noqa: E402
+from parleytest import (BABBLE_STT, Test, call_flows, check, flow_streams, packet_levels, sound_segments,  # noqa: E402
                         turn_events, caller_timeline)
 
 GREETING_GAP_S = 4.0      # caller silent this long first (the default greeting is ~2.7 s)
@@ -33,7 +33,7 @@ SOUND = 300.0             # packet RMS (of 32768) above which a packet carries s
 def main(t: Test):
     ul, spans = caller_timeline(t, [GREETING_GAP_S, SENTENCE, AFTER_S])
     check(len(spans) == 1, f"expected one speech span in the caller audio, got {spans}")
-    p = t.conversation(max_tokens=6, media={"jitter_ms": JITTER_MS})
+    p = t.conversation(max_tokens=6, stt=BABBLE_STT, media={"jitter_ms": JITTER_MS})
     cap = t.capture(f"udp portrange {p.rtp_lo}-{p.rtp_hi}", "rtp")
     # sipp's <pause/> (-d) starts with the stream: it must cover the whole file
     r = t.sipp("uac_echo.xml", p.sip_addr, duration_ms=int(ul.stat().st_size / 8) + 300, timeout=60)

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (Test, call_flows, check, flow_streams, log_time, packet_levels, sound_segments,  # noqa: E402
+from parleytest import (BABBLE_STT, Test, call_flows, check, flow_streams, log_time, packet_levels, sound_segments,  # noqa: E402
                         turn_events, caller_timeline)
 
 SENTENCE = "Could you tell me what time the office opens tomorrow morning?"
@@ -60,7 +60,7 @@ def words(s: str) -> list[str]:
 
 
 def main(t: Test):
-    p = t.conversation(max_tokens=40, media={"jitter_ms": JITTER_MS},
+    p = t.conversation(max_tokens=40, stt=BABBLE_STT, media={"jitter_ms": JITTER_MS},
                        agent={"barge_in": True, "barge_in_min_ms": BARGE_IN_MIN_MS})
 
     # --- the barge-in call

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (Test, call_flows, flow_streams, packet_levels, sound_segments,  # noqa: E402
+from parleytest import (BABBLE_STT, Test, call_flows, flow_streams, packet_levels, sound_segments,  # noqa: E402
                         turn_events, caller_timeline)
 
 SEQ_CALLS = 50
@@ -100,7 +100,7 @@ def main(t: Test):
     ul, spans = caller_timeline(t, [GREETING_GAP_S, SENTENCE, AFTER_S])
     sentence_end = spans[-1][1]
     call_ms = int(ul.stat().st_size / 8) + 100
-    p = t.conversation(max_tokens=8, agent={"greeting": "Hello.", "end_of_turn_long_ms": 500},
+    p = t.conversation(max_tokens=8, stt=BABBLE_STT, agent={"greeting": "Hello.", "end_of_turn_long_ms": 500},
                        call={"max_concurrent": 32})
     time.sleep(1.0)
     before = p.stats()
