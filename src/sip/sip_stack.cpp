@@ -107,6 +107,20 @@ std::string host_of(const std::string& uri) {
     return s.substr(0, s.find_first_of(":;>"));
 }
 
+// A line's address of record: sip:user@domain (the registrar's host when no domain is set).
+std::string aor_of(const LineConfig& cfg) {
+    return fmt::format("sip:{}@{}", cfg.user, cfg.domain.empty() ? host_of(cfg.registrar) : cfg.domain);
+}
+
+// Where a line's REGISTERs and keep-alives go: the registrar URI with the line's transport made explicit
+// (a tls line: TLS or nothing, never UDP/TCP in clear).
+std::string registrar_target(const LineConfig& cfg) {
+    std::string target = cfg.registrar;
+    if (cfg.transport == "tcp" && target.find("transport=") == std::string::npos) target += ";transport=tcp";
+    if (cfg.transport == "tls") target = tls::force_tls(target);
+    return target;
+}
+
 constexpr int kMaxBackoffMs = 60000;
 
 // sofia-sip prints diagnostics (e.g. "tport_udp_error: Connection refused") to stderr in fragments;
@@ -335,13 +349,9 @@ struct SipStack::Impl {
     }
 
     void register_line(Line& l) {
-        std::string domain = l.cfg.domain.empty() ? host_of(l.cfg.registrar) : l.cfg.domain;
-        std::string aor = fmt::format("sip:{}@{}", l.cfg.user, domain);
-        std::string registrar = l.cfg.registrar;
-        if (l.cfg.transport == "tcp" && registrar.find("transport=") == std::string::npos)
-            registrar += ";transport=tcp";
+        const std::string aor = aor_of(l.cfg);
+        const std::string registrar = registrar_target(l.cfg);
         if (l.cfg.transport == "tls") {
-            registrar = tls::force_tls(registrar);  // TLS only: never UDP/TCP for a tls line
             // One new TLS registration at a time in its watch window, so that a refusal sofia logs (without
             // saying for which connection) belongs to the attempt in flight: the others wait, 2 s at most each.
             auto now = std::chrono::steady_clock::now();
@@ -875,8 +885,7 @@ struct SipStack::Impl {
     void start_keepalive(Line& l) {
         if (l.cfg.keepalive_s <= 0 || !l.ka_timer) return;
         if (!l.ka_nh) {
-            std::string domain = l.cfg.domain.empty() ? host_of(l.cfg.registrar) : l.cfg.domain;
-            std::string aor = fmt::format("sip:{}@{}", l.cfg.user, domain);
+            const std::string aor = aor_of(l.cfg);
             l.ka_nh = nua_handle(nua, nullptr, SIPTAG_TO_STR(aor.c_str()), SIPTAG_FROM_STR(aor.c_str()), TAG_END());
             PLOG_INFO("event=line_keepalive line={} method=OPTIONS interval_s={} target={}", l.cfg.name,
                       l.cfg.keepalive_s, l.cfg.registrar);
@@ -896,8 +905,8 @@ struct SipStack::Impl {
             registered = self->line_status[l.index].state == LineState::kRegistered;
         }
         if (registered) {
-            std::string target = l.cfg.registrar;
-            if (l.cfg.transport == "tcp" && target.find("transport=") == std::string::npos) target += ";transport=tcp";
+            // The same target as the line's REGISTERs: a tls line's keep-alives go over TLS too.
+            const std::string target = registrar_target(l.cfg);
             nua_options(l.ka_nh, NUTAG_URL(target.c_str()),
                         TAG_IF(!l.contact.empty(), SIPTAG_CONTACT_STR(l.contact.c_str())), TAG_END());
         }
@@ -972,12 +981,10 @@ struct SipStack::Impl {
         Line* l = line_name.empty() ? (lines.empty() ? nullptr : lines.front().get()) : line_by_name(line_name);
         std::string from;
         if (l) {
-            std::string domain = l->cfg.domain.empty() ? host_of(l->cfg.registrar) : l->cfg.domain;
-            from = fmt::format("sip:{}@{}", l->cfg.user, domain);
-            if (!l->cfg.display_name.empty()) from = fmt::format("\"{}\" <{}>", l->cfg.display_name, from);
+            d.local_uri = aor_of(l->cfg);
+            from = l->cfg.display_name.empty() ? d.local_uri
+                                               : fmt::format("\"{}\" <{}>", l->cfg.display_name, d.local_uri);
         }
-        if (l) d.local_uri = fmt::format("sip:{}@{}", l->cfg.user,
-                                         l->cfg.domain.empty() ? host_of(l->cfg.registrar) : l->cfg.domain);
         // SIP over TLS: a tls line's calls go over TLS or not at all.
         std::string target = uri;
         if (l && l->cfg.transport == "tls") {

@@ -213,12 +213,13 @@ def main(t: Test):
     good, unknown_ca, wrong_name, parley_tls = tcp_port_set(4)
     t.speech_ulaw("hello, calling over transport layer security", seconds=1.0)
 
+    # The good line sends keep-alives every second: over TLS, like its REGISTERs.
     p = t.parley(
         sip={"tls_listen": f"127.0.0.1:{parley_tls}", "tls_cert": str(pki / "parley.crt"),
              "tls_key": str(pki / "parley.key"), "tls_ca_file": str(pki / "ca.crt"),
-             "tls_dir": str(t.dir / "parley-tls")},
+             "tls_dir": str(t.dir / "parley-tls"), "local_networks": ["10.0.0.0/8"]},
         line=[{"name": "good", "registrar": f"sip:127.0.0.1:{good}", "user": USER, "password": PASSWORD,
-               "transport": "tls", "expires": 60},
+               "transport": "tls", "expires": 60, "keepalive_s": 1},
               {"name": "unknown_ca", "registrar": f"sips:127.0.0.1:{unknown_ca}", "user": "1002",
                "password": PASSWORD, "expires": 60},
               {"name": "wrong_name", "registrar": f"sip:127.0.0.1:{wrong_name}", "user": "1003",
@@ -275,6 +276,13 @@ def main(t: Test):
     t.measure("outgoing_clear_refused", refused)
     t.expect(in_clear.rc != 0 and refused,
              f"a transport=udp target on the TLS line was not refused: rc={in_clear.rc}")
+
+    # Keep-alives of the TLS line reached Kamailio over TLS (a UDP one would also show in the capture below).
+    opts = [ln for ln in klog.read_text(errors="replace").splitlines()
+            if "method=OPTIONS" in ln and f"dstport={good}" in ln]
+    t.measure("keepalives_at_kamailio", len(opts))
+    t.expect(len(opts) >= 2 and all("proto=tls" in ln for ln in opts),
+             f"keep-alives of the TLS line: expected 2 or more over TLS, got {[ln[-120:] for ln in opts[:3]]}")
 
     # The two bad lines: still failing (retrying), never registered, reasons that say why.
     for name in ("unknown_ca", "wrong_name"):
