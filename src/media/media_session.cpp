@@ -189,6 +189,12 @@ struct MediaSession::Worker {
         PLOG_WARN("{} {}", s.options_.log_tag, line);
     }
 
+    void count_foreign(const sockaddr_storage& from) {
+        std::lock_guard lk(s.mu_);
+        s.stats_.packets_foreign++;
+        log_once("src" + addr_str(from), "event=rtp_foreign_source from=" + addr_str(from) + " dropped=true");
+    }
+
     void receive(int fd) {
         std::array<uint8_t, kRtpMaxPacket> buf;
         for (int i = 0; i < 64; ++i) {
@@ -198,40 +204,44 @@ struct MediaSession::Worker {
             if (n < 0) return;  // EAGAIN: drained
             auto now = Clock::now();
             RtpPacketView pkt;
+            const bool from_remote = same_addr(from, remote);
+            // A datagram from elsewhere can only matter as the first packet of a NATed peer (latching);
+            // anything else is dropped before any work is done for it (no SRTP authentication: a spray
+            // of foreign packets costs no HMAC).
+            const bool may_latch =
+                !from_remote && s.options_.symmetric_rtp && !latched && from.ss_family == remote.ss_family;
+            if (!from_remote && !may_latch) {
+                count_foreign(from);
+                continue;
+            }
             // SRTP: authenticate and decrypt in place before anything reads the packet. A packet that fails
-            // changes no SRTP state (libsrtp2 checks before it updates), so trying foreign ones is harmless.
+            // changes no SRTP state (libsrtp2 checks before it updates).
             size_t len = static_cast<size_t>(n);
             SrtpSession::Result srtp_result = SrtpSession::Result::kOk;
             if (p.srtp) {
                 srtp_result = srtp ? srtp->unprotect_rtp(buf.data(), len) : SrtpSession::Result::kInvalid;
             }
             auto err = rtp_parse(std::span<const uint8_t>(buf.data(), len), pkt);
-            if (!same_addr(from, remote)) {
+            if (!from_remote) {
                 // Latch only onto real RTP: a stray datagram (scanner, STUN, junk) must not capture the stream.
                 // With SRTP only onto a packet that authenticates: a forged one must not capture it either.
-                if (s.options_.symmetric_rtp && !latched && from.ss_family == remote.ss_family &&
-                    err == RtpParseError::kOk && srtp_result == SrtpSession::Result::kOk) {
-                    PLOG_INFO("{} event=rtp_latched from={} negotiated={}", s.options_.log_tag, addr_str(from),
-                              addr_str(remote));
-                    remote = from;
-                    remote_len = from_len;
-                    // RTCP follows the latched address too (behind NAT it comes from the next port).
-                    remote_rtcp = from;
-                    remote_rtcp_len = from_len;
-                    if (from.ss_family == AF_INET) {
-                        auto* a = reinterpret_cast<sockaddr_in*>(&remote_rtcp);
-                        a->sin_port = htons(static_cast<uint16_t>(ntohs(a->sin_port) + 1));
-                    } else {
-                        auto* a = reinterpret_cast<sockaddr_in6*>(&remote_rtcp);
-                        a->sin6_port = htons(static_cast<uint16_t>(ntohs(a->sin6_port) + 1));
-                    }
-                    latched = true;
-                } else {
-                    std::lock_guard lk(s.mu_);
-                    s.stats_.packets_foreign++;
-                    log_once("src" + addr_str(from),
-                             "event=rtp_foreign_source from=" + addr_str(from) + " dropped=true");
+                if (err != RtpParseError::kOk || srtp_result != SrtpSession::Result::kOk) {
+                    count_foreign(from);
                     continue;
+                }
+                PLOG_INFO("{} event=rtp_latched from={} negotiated={}", s.options_.log_tag, addr_str(from),
+                          addr_str(remote));
+                remote = from;
+                remote_len = from_len;
+                // RTCP follows the latched address too (behind NAT it comes from the next port).
+                remote_rtcp = from;
+                remote_rtcp_len = from_len;
+                if (from.ss_family == AF_INET) {
+                    auto* a = reinterpret_cast<sockaddr_in*>(&remote_rtcp);
+                    a->sin_port = htons(static_cast<uint16_t>(ntohs(a->sin_port) + 1));
+                } else {
+                    auto* a = reinterpret_cast<sockaddr_in6*>(&remote_rtcp);
+                    a->sin6_port = htons(static_cast<uint16_t>(ntohs(a->sin6_port) + 1));
                 }
             }
             latched = true;  // the negotiated source spoke first: no later latching to anyone else
