@@ -60,13 +60,6 @@ sdp::LocalMedia::Srtp srtp_mode(const Config& config, const std::string& line) {
     return sdp::LocalMedia::Srtp::kOff;
 }
 
-// Outgoing calls: signalling counts as encrypted only when the line sends it over TLS.
-bool line_signalling_secure(const Config& config, const std::string& line) {
-    for (const LineConfig& l : config.lines)
-        if (l.name == line) return l.transport == "tls";
-    return false;
-}
-
 // Fills the SRTP side of `local` for a call on `line`: its mode, whether keys may be exchanged, and fresh
 // keys for this offer or answer (every new offer/answer gets new ones, so that a context is never rebuilt
 // with a key it already used). false (and *error) when the kernel gives no random bytes.
@@ -539,8 +532,12 @@ CallId CallManager::originate_call(const std::string& uri, const std::string& li
         return 0;
     }
     // SRTP: an RTP/SAVP offer would put our keys into signalling that is not encrypted.
+    if (!sip_) {
+        if (error) *error = "the SIP stack is not running";
+        return 0;
+    }
     // The SIP stack knows whether this INVITE goes over TLS (a tls line, or a sips:/transport=tls target).
-    const bool secure = sip_ ? sip_->invite_secure(uri, line) : line_signalling_secure(config_, line);
+    const bool secure = sip_->invite_secure(uri, line);
     if (srtp_mode(config_, line) == sdp::LocalMedia::Srtp::kRequired && !secure &&
         !config_.media.srtp_insecure_signalling) {
         // Not logged here: the caller reports it (parley dial logs event=call_failed, the API answers it).

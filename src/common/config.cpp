@@ -1,9 +1,8 @@
 // config.cpp — TOML loading, --set overrides and validation (see config.h).
 #include "common/config.h"
+#include "common/ip.h"
 
 #include <toml++/toml.h>
-
-#include <arpa/inet.h>
 
 #include <charconv>
 #include <cstdlib>
@@ -224,25 +223,13 @@ bool split_host_port(const std::string& s, std::string& host, uint16_t& port) {
 }
 
 // ---- NAT keys (docs/nat.md) ----
-bool is_ip(const std::string& s) {
-    unsigned char buf[16];
-    return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
-}
-
-bool is_cidr(const std::string& s) {
-    auto slash = s.find('/');
-    std::string addr = s.substr(0, slash);
-    if (!is_ip(addr)) return false;
-    if (slash == std::string::npos) return true;
-    std::string bits = s.substr(slash + 1);
-    if (bits.empty() || bits.size() > 3 || bits.find_first_not_of("0123456789") != std::string::npos) return false;
-    return std::stoi(bits) <= (addr.find(':') != std::string::npos ? 128 : 32);
-}
+// media.srtp and [[line]] srtp (docs/srtp.md).
+bool is_srtp_mode(const std::string& s) { return s == "off" || s == "optional" || s == "required"; }
 
 // A host name or an IP literal, as it may appear in a SIP URI / SDP.
 bool is_host(const std::string& s) {
     if (s.empty() || s.size() > 253) return false;
-    if (is_ip(s)) return true;
+    if (is_ip_literal(s)) return true;
     return s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") ==
                std::string::npos &&
            s.front() != '-' && s.front() != '.';
@@ -262,7 +249,7 @@ bool check_sip_nat(const SipConfig& sip, std::string& error) {
         return false;
     }
     for (auto& n : sip.local_networks) {
-        if (!is_cidr(n)) {
+        if (!Cidr::parse(n)) {
             error = fmt::format("sip.local_networks: expected CIDRs like \"192.168.0.0/16\", got \"{}\"", n);
             return false;
         }
@@ -393,7 +380,7 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
         cfg.media.rtp_port_max = hi;
         if (cfg.media.ptime % 10 != 0) return fail("media.ptime: expected 10, 20, 30, 40, 50 or 60");
         static const std::set<std::string> kCodecs = {"PCMU", "PCMA", "G722"};
-        if (cfg.media.srtp != "off" && cfg.media.srtp != "optional" && cfg.media.srtp != "required")
+        if (!is_srtp_mode(cfg.media.srtp))
             return fail(fmt::format("media.srtp: expected \"off\", \"optional\" or \"required\", got \"{}\"",
                                     cfg.media.srtp));
         if (cfg.media.codecs.empty()) return fail("media.codecs: expected at least one of PCMU, PCMA, G722");
@@ -603,7 +590,7 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
                                             line.transport));
                 line.transport = "tls";
             }
-            if (!line.srtp.empty() && line.srtp != "off" && line.srtp != "optional" && line.srtp != "required")
+            if (!line.srtp.empty() && !is_srtp_mode(line.srtp))
                 return fail(fmt::format("line.{}.srtp: expected \"off\", \"optional\" or \"required\" (or \"\" for "
                                         "media.srtp), got \"{}\"", i, line.srtp));
             if (line.auth_user.empty()) line.auth_user = line.user;
@@ -613,7 +600,7 @@ std::optional<Config> load_config(const std::string& path, const std::vector<std
     if (std::string tls_error = resolve_sip_tls(cfg); !tls_error.empty()) return fail(tls_error);
     if (cfg.media.address.empty())
         cfg.media.address = cfg.sip.listen_host == "0.0.0.0" ? "" : cfg.sip.listen_host;
-    if (!cfg.media.external_address.empty() && !is_ip(cfg.media.external_address))
+    if (!cfg.media.external_address.empty() && !is_ip_literal(cfg.media.external_address))
         return fail(fmt::format("media.external_address: expected an IP address (or \"\" = sip's external "
                                 "address), got \"{}\"", cfg.media.external_address));
     return cfg;

@@ -76,8 +76,8 @@ public:
     bool protect_rtp(uint8_t* buf, size_t& len, size_t capacity);
     bool protect_rtcp(uint8_t* buf, size_t& len, size_t capacity);
     // In place: on kOk `len` is the plain packet's length; on anything else the packet must be dropped.
+    // (Received SRTCP is not read: the media thread drops incoming RTCP unparsed, as for plain RTP.)
     Result unprotect_rtp(uint8_t* buf, size_t& len);
-    Result unprotect_rtcp(uint8_t* buf, size_t& len);
 
     struct Impl;
 

@@ -113,12 +113,4 @@ SrtpSession::Result SrtpSession::unprotect_rtp(uint8_t* buf, size_t& len) {
     return r;
 }
 
-SrtpSession::Result SrtpSession::unprotect_rtcp(uint8_t* buf, size_t& len) {
-    if (len < 8 || len > 65535) return Result::kInvalid;
-    int n = static_cast<int>(len);
-    const Result r = result_of(srtp_unprotect_rtcp(impl_->inbound, buf, &n));
-    if (r == Result::kOk) len = static_cast<size_t>(n);
-    return r;
-}
-
 }  // namespace parley::media

@@ -24,32 +24,13 @@
 #include <thread>
 #include <vector>
 
+#include "common/ip.h"
+
 namespace parley::net {
-
-// One IPv4 or IPv6 network, "10.0.0.0/8", "fd00::/8", or a single address ("192.0.2.7" = /32).
-class Cidr {
-public:
-    // nullopt for anything that is not an address with an optional in-range prefix length.
-    static std::optional<Cidr> parse(const std::string& text);
-    bool contains(const std::string& ip) const;  // false for non-literals and the other family
-    const std::string& text() const { return text_; }
-
-private:
-    int family_ = 0;
-    uint8_t addr_[16] = {};
-    int bits_ = 0;
-    std::string text_;
-};
-
-// true when `s` is an IPv4 or IPv6 literal.
-bool is_ip_literal(const std::string& s);
 
 // The local address the kernel would use to reach `peer_ip` (a connect()ed UDP socket, no packet sent);
 // "" when there is no route or `peer_ip` is not a literal.
 std::string route_source(const std::string& peer_ip);
-
-// What Parley considers local by default: RFC 1918, loopback, link-local, IPv6 ULA/link-local/loopback.
-std::vector<std::string> default_local_networks();
 
 class NatAddresses {
 public:
