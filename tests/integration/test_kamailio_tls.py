@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (SIP_START, Test, TestFailure, _tcp_free, check, free_port, log, read_pcap_l4,  # noqa: E402
-                        md5hex, rtp_streams, stream_speech_packets, tail, wait_until)
+from parleytest import (KAMAILIO_ROUTE_START, SIP_START, Test, TestFailure, _tcp_free, check, free_port,  # noqa: E402
+                        log, md5hex, read_pcap_l4, rtp_streams, stream_speech_packets, tail, wait_until)
 
 USER, PASSWORD, DOMAIN = "1001", "secret", "127.0.0.1"
 
@@ -71,14 +71,7 @@ modparam("rr", "enable_full_lr", 1)
 
 request_route {{
     xlog("L_INFO", "event=request method=$rm ruri=$ru proto=$pr src=$si:$sp dstport=$Rp peer_verified=$tls_peer_verified peer_cn=$tls_peer_subject_cn\\n");
-    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
-    if (has_totag()) {{
-        if (loose_route()) {{ t_relay(); exit; }}
-        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
-        sl_send_reply("404", "Not here");
-        exit;
-    }}
-    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+{route_start}
     if (is_method("REGISTER")) {{
         if ($pr != "tls") {{ sl_send_reply("403", "TLS only"); exit; }}
         if (!auth_check("$fd", "subscriber", "1")) {{
@@ -189,7 +182,8 @@ def start_kamailio(t: Test, pki: Path, udp: int, good: int, unknown_ca: int, wro
     tls_cfg = kdir / "tls.cfg"
     tls_cfg.write_text(TLS_CFG.format(d=pki, unknown_ca=unknown_ca, wrong_name=wrong_name))
     cfg = kdir / "kamailio.cfg"
-    cfg.write_text(KAMAILIO_TLS_CFG.format(udp=udp, good=good, unknown_ca=unknown_ca, wrong_name=wrong_name,
+    cfg.write_text(KAMAILIO_TLS_CFG.format(route_start=KAMAILIO_ROUTE_START, udp=udp, good=good,
+                                           unknown_ca=unknown_ca, wrong_name=wrong_name,
                                            tls_cfg=tls_cfg, db=db))
     t.run_cmd(["kamailio", "-c", "-f", cfg], timeout=30)
     log_path = t.dir / "kamailio.log"

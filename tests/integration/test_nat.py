@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parleytest import (Netns, Test, log, rtp_streams, sip_body, sip_first_line,  # noqa: E402
+from parleytest import (KAMAILIO_ROUTE_START, Netns, Test, log, rtp_streams, sip_body, sip_first_line,  # noqa: E402
                         sip_header, sip_messages, stream_speech_packets, wait_until)
 
 NAT_TIMEOUT = 8     # s, the router's UDP conntrack timeouts
@@ -64,14 +64,7 @@ modparam("tm", "fr_inv_timer", 4000)
 modparam("rr", "enable_full_lr", 1)
 request_route {{
     xlog("L_INFO", "event=request method=$rm ruri=$ru src=$si:$sp\\n");
-    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
-    if (has_totag()) {{
-        if (loose_route()) {{ t_relay(); exit; }}
-        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
-        sl_send_reply("404", "Not here");
-        exit;
-    }}
-    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+{route_start}
     if (is_method("OPTIONS") && $rU == $null) {{ sl_send_reply("200", "Keepalive"); exit; }}
     if (is_method("REGISTER")) {{
         if (!save("location")) {{ sl_reply_error(); }}
@@ -124,7 +117,7 @@ def start_servers(t: Test, n: Netns, ns: dict):
     kdir = t.dir / "kamailio"
     (kdir / "run").mkdir(parents=True)
     cfg = kdir / "kamailio.cfg"
-    cfg.write_text(KAMAILIO_CFG.format(pub=PUB))
+    cfg.write_text(KAMAILIO_CFG.format(route_start=KAMAILIO_ROUTE_START, pub=PUB))
     t.run_cmd(["kamailio", "-c", "-f", cfg], timeout=30)
     klog = t.dir / "kamailio.log"
     kam = n.spawn(ns["pub"], ["kamailio", "-f", cfg, "-DD", "-E", "-Y", kdir / "run", "-P", kdir / "run" / "pid",
