@@ -134,6 +134,24 @@ def tamper(p, state: dict):
         state["error"] = repr(e)
 
 
+def tampered_call(t: Test, p, cap, target: str, mic, quit_after, what: str, **baresip_kw):
+    """baresip (SRTP mandatory) calls `target` while tamper() sends TAMPERED altered copies of its packets;
+    returns (Parley's captured packets, the tamper state, baresip's recording)."""
+    state: dict = {}
+    th = threading.Thread(target=tamper, args=(p, state), daemon=True)
+    th.start()
+    blog, rec, _ = baresip_call(t, target, mic, quit_after, extra_modules=("srtp.so",), account_params=SRTP_ACCOUNT,
+                                **baresip_kw)
+    th.join(20)
+    packets = cap.stop()
+    check("Call established" in blog.read_text(errors="replace"),
+          f"baresip's SRTP call {what} was not established:\n{tail(blog, 15)}")
+    check("error" not in state, f"tampering failed: {state.get('error')}")
+    check(state.get("sent") == TAMPERED, "the tampered packets were not sent")
+    p.check_alive(f"after the baresip SRTP call {what}")
+    return packets, state, rec
+
+
 def check_answered_srtp(t: Test, p, packets, state: dict, rec: Path, pre: str = "") -> str:
     """The checks of an answered incoming SRTP call with tampering (see the docstring, 2.): suite, tampered
     packets counted (call_ended, /metrics), Parley's payloads tag-sized with ciphertext entropy, baresip's
@@ -219,19 +237,7 @@ def main(t: Test):
     p = t.parley(media={"srtp": "required", "srtp_insecure_signalling": True},
                  call={"handler": "echo", "echo_delay_ms": ECHO_DELAY_MS})
     cap = t.capture(f"udp portrange {p.rtp_lo}-{p.rtp_hi}", "parley_rtp")
-    state: dict = {}
-    th = threading.Thread(target=tamper, args=(p, state), daemon=True)
-    th.start()
-    blog, rec, _ = baresip_call(t, p.sip_addr, mic, quit_after, extra_modules=("srtp.so",),
-                                account_params=SRTP_ACCOUNT)
-    th.join(20)
-    packets = cap.stop()
-    out = blog.read_text(errors="replace")
-    check("Call established" in out, f"baresip's SRTP call was not established:\n{tail(blog, 15)}")
-    check("error" not in state, f"tampering failed: {state.get('error')}")
-    check(state.get("sent") == TAMPERED, "the tampered packets were not sent")
-    p.check_alive("after the baresip SRTP call")
-
+    packets, state, rec = tampered_call(t, p, cap, p.sip_addr, mic, quit_after, "over UDP")
     check_answered_srtp(t, p, packets, state, rec)
     p.stop()
 
@@ -294,19 +300,9 @@ def main(t: Test):
     ports = sorted({pt.sip_port, tls_port, bport, bport + 1})
     cap4 = t.capture("host 127.0.0.1 and (" + " or ".join(f"port {x}" for x in ports) +
                      f" or udp portrange {pt.rtp_lo}-{pt.rtp_hi})", "tls_srtp")
-    state4: dict = {}
-    th = threading.Thread(target=tamper, args=(pt, state4), daemon=True)
-    th.start()
-    blog4, rec4, _ = baresip_call(t, f"127.0.0.1:{tls_port};transport=tls", mic, quit_after, name="baresip-tls",
-                                  extra_modules=("srtp.so",), account_params=SRTP_ACCOUNT, sip_port=bport,
-                                  extra_config=f"sip_cafile\t\t{pki / 'ca.crt'}")
-    th.join(20)
-    packets4 = cap4.stop()
-    out4 = blog4.read_text(errors="replace")
-    check("Call established" in out4, f"baresip's SRTP call over TLS was not established:\n{tail(blog4, 15)}")
-    check("error" not in state4, f"tampering failed: {state4.get('error')}")
-    check(state4.get("sent") == TAMPERED, "the tampered packets were not sent")
-    pt.check_alive("after the baresip SRTP call over TLS")
+    packets4, state4, rec4 = tampered_call(t, pt, cap4, f"127.0.0.1:{tls_port};transport=tls", mic, quit_after,
+                                           "over TLS", name="baresip-tls", sip_port=bport,
+                                           extra_config=f"sip_cafile\t\t{pki / 'ca.crt'}")
     secure = pt.events("sip_invite_secure")
     t.measure("tls_sip_invite_secure", [e["_line"].split("event=", 1)[-1] for e in secure])
     check(len(secure) == 1, f"expected one event=sip_invite_secure for baresip's INVITE over TLS, got {len(secure)}")
